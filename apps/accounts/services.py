@@ -1,0 +1,47 @@
+"""Writes on users of the current schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+
+from apps.accounts.models import Role, User
+from apps.audit.services import audit_record
+
+
+def user_create(
+    *,
+    email: str,
+    password: str | None,
+    role: str = Role.MEMBER,
+    full_name: str = "",
+    actor: Any = None,
+    is_staff: bool = False,
+    is_superuser: bool = False,
+) -> User:
+    with transaction.atomic():
+        user = User.objects.create_user(
+            email,
+            password,
+            role=role,
+            full_name=full_name,
+            is_staff=is_staff,
+            is_superuser=is_superuser,
+        )
+        audit_record(
+            action="user.created",
+            actor=actor,
+            target_type="user",
+            target_id=user.pk,
+            metadata={"email": user.email, "role": role},
+        )
+    return user
+
+
+def user_password_set(*, user: User, password: str, actor: Any = None) -> User:
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        audit_record(action="user.password_set", actor=actor, target_type="user", target_id=user.pk)
+    return user

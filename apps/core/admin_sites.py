@@ -1,0 +1,44 @@
+"""Two admin sites: the platform's on the public host, and each organisation's on its own host.
+
+Registering models per site keeps platform models (tenants, plans) off tenant hosts entirely.
+"""
+
+from __future__ import annotations
+
+from django.contrib.admin import AdminSite
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.models import Role
+
+
+class PlatformAdminSite(AdminSite):
+    site_header = _("Agent Factory platform")
+    site_title = _("Agent Factory platform")
+    index_title = _("Platform administration")
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        user = request.user
+        return bool(
+            user.is_active
+            and user.is_staff
+            and (user.is_superuser or getattr(user, "role", None) == Role.PLATFORM_ADMIN)
+        )
+
+
+class TenantAdminSite(AdminSite):
+    site_header = _("Agent Factory workspace")
+    site_title = _("Workspace administration")
+    index_title = _("Workspace administration")
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        user = request.user
+        return bool(
+            user.is_active
+            and user.is_staff
+            and (user.is_superuser or getattr(user, "role", None) == Role.TENANT_ADMIN)
+        )
+
+
+platform_admin_site = PlatformAdminSite(name="admin")
+tenant_admin_site = TenantAdminSite(name="admin")

@@ -1,0 +1,54 @@
+"""The base every API view extends: a fixed permission stack and a scoped queryset.
+
+Subclasses declare ``permission_map`` (action → ``resource:action``) and implement
+``scoped_queryset``; they never override ``get_queryset`` or the permission classes, so a view
+cannot forget to check a permission or scope its rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from django.db.models import QuerySet
+from rest_framework import permissions, viewsets
+from rest_framework.request import Request
+
+from apps.accounts.permissions import has_permission
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+
+
+class RolePermission(permissions.BasePermission):
+    """Allow a request when the caller's role grants the permission its action requires."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        required = view.required_permission()
+        if required is None:
+            return True
+        allowed = has_permission(request.user, required)
+        if not allowed and request.user.is_authenticated:
+            audit_record(
+                action="permission.denied",
+                actor=request.user,
+                outcome=AuditEvent.Outcome.DENIED,
+                metadata={"permission": required, "method": request.method, "path": request.path},
+            )
+        return allowed
+
+
+class ScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+    permission_classes = [permissions.IsAuthenticated, RolePermission]
+    permission_map: ClassVar[dict[str, str | None]] = {}
+
+    def required_permission(self) -> str | None:
+        try:
+            return self.permission_map[self.action]
+        except KeyError:
+            # An action nobody mapped is refused rather than silently allowed.
+            return "__unmapped__"
+
+    def scoped_queryset(self) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def get_queryset(self) -> QuerySet[Any]:
+        return self.scoped_queryset()

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.decorators import api_view, permission_classes
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+
+@extend_schema(
+    summary="The organisation this host belongs to",
+    responses=inline_serializer(
+        "CurrentTenant",
+        {"slug": serializers.CharField(), "name": serializers.CharField(), "status": serializers.CharField()},
+    ),
+)
+@api_view(["GET"])
+@permission_classes([AllowAny])
+def current_tenant(request: Request) -> Response:
+    """Public facts about the workspace at this address, for sign-in pages and clients."""
+    tenant = request.tenant  # type: ignore[attr-defined]
+    return Response({"slug": tenant.slug, "name": tenant.name, "status": tenant.status})

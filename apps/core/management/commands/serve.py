@@ -1,0 +1,46 @@
+"""Serve HTTP and websockets from one ASGI process (uvicorn). With a real broker configured, a
+Celery worker is started alongside and stopped with it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+import uvicorn
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Serve the product on one ASGI process (HTTP + websockets)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--no-worker", action="store_true", help="Do not start a Celery worker.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        worker = None
+        if not settings.CELERY_TASK_ALWAYS_EAGER and not options["no_worker"]:
+            worker = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
+                [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency=2"],
+                env=os.environ.copy(),
+            )
+        self.stdout.write(f"Serving on http://{options['host']}:{options['port']}/ (Ctrl+C stops)")
+        try:
+            uvicorn.run(
+                "config.asgi:application",
+                host=options["host"],
+                port=options["port"],
+                ws="websockets",
+                lifespan="off",
+                log_config=None,
+                proxy_headers=True,
+                forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+            )
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=20)

@@ -1,0 +1,105 @@
+"""Tenancy for websockets, which django-tenants does not cover.
+
+The handshake's Host header chooses the tenant, exactly as for HTTP. Database work of a consumer
+runs through ``database_sync_to_async`` on a worker thread whose connection knows nothing of the
+request, so every such call sets the tenant's schema inside that thread, per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.contrib.auth import get_user
+from django.db import connection
+from django_tenants.utils import remove_www
+
+from apps.core.context import bound
+from apps.tenants.models import Tenant
+from apps.tenants.selectors import tenant_for_host
+
+T = TypeVar("T")
+
+# Close codes sent before the handshake completes (docs/architecture.md, Websockets).
+CLOSE_UNKNOWN_HOST = 4404
+CLOSE_TENANT_SUSPENDED = 4423
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
+
+
+async def run_in_tenant(tenant: Tenant, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run ``func`` on a database thread with ``tenant``'s schema active for exactly this call."""
+
+    def call() -> T:
+        connection.set_tenant(tenant)
+        try:
+            with bound(tenant=tenant.schema_name):
+                return func(*args, **kwargs)
+        finally:
+            connection.set_schema_to_public()
+
+    return await database_sync_to_async(call)()
+
+
+def _lookup_tenant(hostname: str) -> Tenant | None:
+    connection.set_schema_to_public()
+    return tenant_for_host(hostname)
+
+
+def _host_of(scope: dict[str, Any]) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            return remove_www(value.decode("latin-1").split(":")[0]).lower()
+    return ""
+
+
+async def _deny(receive: Callable[..., Any], send: Callable[..., Any], code: int) -> None:
+    message = await receive()
+    if message["type"] == "websocket.connect":
+        await send({"type": "websocket.close", "code": code})
+
+
+class TenantWebsocketMiddleware:
+    """Put the tenant of the handshake's host into the scope, or refuse the connection."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        tenant = await database_sync_to_async(_lookup_tenant)(_host_of(scope))
+        if tenant is None or tenant.is_public:
+            return await _deny(receive, send, CLOSE_UNKNOWN_HOST)
+        if not tenant.is_active:
+            return await _deny(receive, send, CLOSE_TENANT_SUSPENDED)
+        return await self.inner(dict(scope, tenant=tenant), receive, send)
+
+
+class TenantAuthMiddleware:
+    """Like Channels' AuthMiddleware, but loads the session and user in the tenant's schema."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        user = await run_in_tenant(scope["tenant"], get_user, SimpleNamespace(session=scope["session"]))
+        return await self.inner(dict(scope, user=user), receive, send)
+
+
+def TenantWebsocketStack(inner: Any) -> Any:  # noqa: N802 - named like Channels' own stacks
+    return TenantWebsocketMiddleware(CookieMiddleware(SessionMiddleware(TenantAuthMiddleware(inner))))
+
+
+class TenantJsonConsumer(AsyncJsonWebsocketConsumer):
+    """Base for the product's consumers: knows its tenant and runs database work in its schema."""
+
+    @property
+    def tenant(self) -> Tenant:
+        tenant: Tenant = self.scope["tenant"]
+        return tenant
+
+    async def db(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await run_in_tenant(self.tenant, func, *args, **kwargs)

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+
+class SignupForm(forms.Form):
+    name = forms.CharField(
+        label=_("Organisation name"), max_length=100,
+        widget=forms.TextInput(attrs={"autocomplete": "organization", "autofocus": True}),
+    )
+    slug = forms.CharField(
+        label=_("Workspace address"), max_length=30,
+        help_text=_("Lowercase letters, digits and hyphens, e.g. acme. Your workspace will be at acme.%(domain)s."),
+        widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false", "pattern": "[a-z][a-z0-9-]{1,28}[a-z0-9]"}),
+    )
+    admin_email = forms.EmailField(
+        label=_("Your work email"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
+    )
+    password1 = forms.CharField(
+        label=_("Password"), strip=False,
+        help_text=_("At least 10 characters, not entirely numeric, not a common password."),
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+    password2 = forms.CharField(
+        label=_("Repeat the password"), strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, base_domain: str = "localhost", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].help_text = self.fields["slug"].help_text % {"domain": base_domain}
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
+            self.add_error("password2", _("The two passwords differ."))
+        return cleaned

@@ -1,0 +1,9 @@
+"""Websocket routes. All of them are tenant routes: the handshake's host chooses the schema."""
+
+from django.urls import path
+
+from apps.core.consumers import WhoAmIConsumer
+
+websocket_urlpatterns = [
+    path("ws/whoami/", WhoAmIConsumer.as_asgi()),
+]

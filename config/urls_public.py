@@ -1,0 +1,16 @@
+"""The public host: landing page, sign-up, the platform admin and the platform API."""
+
+from django.urls import include, path
+
+from apps.core.admin_sites import platform_admin_site
+from config.urls_common import urlpatterns as common
+
+urlpatterns = [
+    path("", include("apps.core.urls_public")),
+    path("", include("apps.tenants.urls")),
+    path("accounts/", include("apps.accounts.urls")),
+    path("admin/", platform_admin_site.urls),
+    path("api/v1/", include("apps.tenants.api.urls")),
+    path("api/v1/", include("apps.audit.api.urls")),
+    *common,
+]

@@ -1,0 +1,15 @@
+"""An organisation's host: its workspace, its admin and its API."""
+
+from django.urls import include, path
+
+from apps.core.admin_sites import tenant_admin_site
+from config.urls_common import urlpatterns as common
+
+urlpatterns = [
+    path("", include("apps.core.urls_tenant")),
+    path("accounts/", include("apps.accounts.urls")),
+    path("admin/", tenant_admin_site.urls),
+    path("api/v1/", include("apps.core.api.urls")),
+    path("api/v1/", include("apps.audit.api.urls")),
+    *common,
+]

@@ -1,0 +1,143 @@
+"""Shared fixtures: a real PostgreSQL test database with the public schema, the template schema
+and two organisations (acme and globex) provisioned once per run, committed, so that tests using
+threads, websockets, workers or a live server see them too."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.sessions.backends.db import SessionStore
+from django.db import connection
+from django.test import Client
+from django_tenants.utils import schema_context
+
+from apps.accounts.models import Role, User
+from apps.accounts.services import user_create
+from apps.tenants.models import Tenant
+from apps.tenants.services import public_tenant_ensure, template_schema_migrate, tenant_provision
+
+PASSWORD = "correct-horse-battery-staple"
+
+
+@dataclass(frozen=True)
+class Org:
+    """A provisioned tenant with its people, as tests use it."""
+
+    tenant: Tenant
+    host: str
+    admin_email: str
+    member_emails: tuple[str, ...]
+
+    @property
+    def slug(self) -> str:
+        return self.tenant.slug
+
+    @property
+    def schema(self) -> str:
+        return self.tenant.schema_name
+
+    def user(self, email: str) -> User:
+        with schema_context(self.schema):
+            return User.objects.get(email=email)
+
+
+def _provision_org(slug: str, name: str, members: int) -> Org:
+    result = tenant_provision(
+        slug=slug, name=name, admin_email=f"admin@{slug}.example", admin_password=PASSWORD
+    )
+    emails = []
+    with schema_context(result.tenant.schema_name):
+        for index in range(members):
+            email = f"member{index}@{slug}.example"
+            user_create(email=email, password=PASSWORD, role=Role.MEMBER)
+            emails.append(email)
+        user_create(email=f"auditor@{slug}.example", password=PASSWORD, role=Role.AUDITOR)
+    return Org(result.tenant, f"{slug}.{settings.BASE_DOMAIN}", result.admin.email, tuple(emails))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):  # noqa: PT004 - extends pytest-django's
+    with django_db_blocker.unblock():
+        public_tenant_ensure()
+        template_schema_migrate()
+        with schema_context("public"):
+            user_create(
+                email="platform@agentfactory.example", password=PASSWORD,
+                role=Role.PLATFORM_ADMIN, is_staff=True,
+            )
+            user_create(email="publisher@agentfactory.example", password=PASSWORD, role=Role.PUBLISHER)
+        # Different member counts make it obvious which schema a reader actually saw.
+        _provision_org("acme", "Acme Corp", members=1)
+        _provision_org("globex", "Globex Inc", members=3)
+
+
+@pytest.fixture(scope="session")
+def orgs(django_db_setup, django_db_blocker) -> dict[str, Org]:
+    with django_db_blocker.unblock(), schema_context("public"):
+        result = {}
+        for slug in ("acme", "globex"):
+            tenant = Tenant.objects.get(slug=slug)
+            emails = tuple(
+                sorted(_emails_in(tenant.schema_name, Role.MEMBER))
+            )
+            result[slug] = Org(tenant, f"{slug}.{settings.BASE_DOMAIN}", f"admin@{slug}.example", emails)
+        return result
+
+
+def _emails_in(schema: str, role: str) -> list[str]:
+    with schema_context(schema):
+        return list(User.objects.filter(role=role).values_list("email", flat=True))
+
+
+@pytest.fixture
+def acme(orgs: dict[str, Org]) -> Org:
+    return orgs["acme"]
+
+
+@pytest.fixture
+def globex(orgs: dict[str, Org]) -> Org:
+    return orgs["globex"]
+
+
+@pytest.fixture(autouse=True)
+def _public_schema_between_tests() -> Iterator[None]:
+    yield
+    with contextlib.suppress(Exception):
+        connection.set_schema_to_public()
+
+
+@pytest.fixture
+def client_for():
+    """A Django test client speaking to one host, optionally signed in as someone there."""
+
+    def make(host: str, email: str | None = None, **defaults: str) -> Client:
+        client = Client(HTTP_HOST=host, **defaults)
+        if email is not None:
+            assert client.login(username=email, password=PASSWORD), f"cannot sign in {email} at {host}"
+        return client
+
+    return make
+
+
+@pytest.fixture
+def committed(django_db_blocker) -> Iterator[None]:
+    """Database access outside any test transaction: what is written is committed."""
+    with django_db_blocker.unblock():
+        yield
+
+
+def make_session_cookie(org: Org, email: str) -> str:
+    """Create a committed, signed-in session in the org's schema; returns the session key."""
+    with schema_context(org.schema):
+        user = User.objects.get(email=email)
+        session = SessionStore()
+        session[SESSION_KEY] = str(user.pk)
+        session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+        session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        session.save()
+        return str(session.session_key)
