@@ -19,6 +19,7 @@ from django_tenants.utils import schema_context
 from apps.accounts.models import Role, User
 from apps.accounts.services import user_create
 from apps.tenants.models import Tenant
+from apps.tenants.selectors import tenant_for_host
 from apps.tenants.services import public_tenant_ensure, template_schema_migrate, tenant_provision
 
 PASSWORD = "correct-horse-battery-staple"
@@ -61,19 +62,46 @@ def _provision_org(slug: str, name: str, members: int) -> Org:
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):  # noqa: PT004 - extends pytest-django's
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_keepdb):
+    """Always create the test database, whatever the selected tests are marked with.
+
+    pytest-django creates it only for aliases some collected test marks as using the database;
+    a run of only ``committed`` tests would otherwise talk to the developer's real database.
+    """
+    from django.test.utils import setup_databases, teardown_databases
+
     with django_db_blocker.unblock():
-        public_tenant_ensure()
-        template_schema_migrate()
-        with schema_context("public"):
-            user_create(
-                email="platform@agentfactory.example", password=PASSWORD,
-                role=Role.PLATFORM_ADMIN, is_staff=True,
-            )
-            user_create(email="publisher@agentfactory.example", password=PASSWORD, role=Role.PUBLISHER)
-        # Different member counts make it obvious which schema a reader actually saw.
-        _provision_org("acme", "Acme Corp", members=1)
-        _provision_org("globex", "Globex Inc", members=3)
+        config = setup_databases(
+            verbosity=request.config.option.verbose, interactive=False, aliases={"default"},
+            keepdb=django_db_keepdb,
+        )
+        assert connection.settings_dict["NAME"].startswith("test_"), "not on a test database"
+        _seed()
+    yield
+    if not django_db_keepdb:
+        with django_db_blocker.unblock():
+            # Worker threads (websocket consumers, database_sync_to_async) keep connections open.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            connection.close()
+            teardown_databases(config, verbosity=request.config.option.verbose)
+
+
+def _seed() -> None:
+    public_tenant_ensure()
+    template_schema_migrate()
+    with schema_context("public"):
+        user_create(
+            email="platform@agentfactory.example", password=PASSWORD,
+            role=Role.PLATFORM_ADMIN, is_staff=True,
+        )
+        user_create(email="publisher@agentfactory.example", password=PASSWORD, role=Role.PUBLISHER)
+    # Different member counts make it obvious which schema a reader actually saw.
+    _provision_org("acme", "Acme Corp", members=1)
+    _provision_org("globex", "Globex Inc", members=3)
 
 
 @pytest.fixture(scope="session")
@@ -118,14 +146,18 @@ def client_for():
     def make(host: str, email: str | None = None, **defaults: str) -> Client:
         client = Client(HTTP_HOST=host, **defaults)
         if email is not None:
-            assert client.login(username=email, password=PASSWORD), f"cannot sign in {email} at {host}"
+            # login() bypasses the middleware, so enter the host's schema as a request would.
+            tenant = tenant_for_host(host)
+            assert tenant is not None, f"no tenant at {host}"
+            with schema_context(tenant.schema_name):
+                assert client.login(username=email, password=PASSWORD), f"cannot sign in {email} at {host}"
         return client
 
     return make
 
 
 @pytest.fixture
-def committed(django_db_blocker) -> Iterator[None]:
+def committed(django_db_setup, django_db_blocker) -> Iterator[None]:
     """Database access outside any test transaction: what is written is committed."""
     with django_db_blocker.unblock():
         yield
@@ -141,3 +173,19 @@ def make_session_cookie(org: Org, email: str) -> str:
         session[HASH_SESSION_KEY] = user.get_session_auth_hash()
         session.save()
         return str(session.session_key)
+
+
+@pytest.fixture(scope="session")
+def product_server(django_db_setup, tmp_path_factory):
+    """The product served by uvicorn in a subprocess, on this run's test database."""
+    from tests.servers import ServerProcess, database_url
+
+    server = ServerProcess(
+        {"DATABASE_URL": database_url(), "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+        tmp_path_factory.mktemp("live") / "server.log",
+    )
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ class WhoAmIConsumer(TenantJsonConsumer):
 
     async def connect(self) -> None:
         if not self.scope["user"].is_authenticated:
-            await self.close(code=CLOSE_UNAUTHENTICATED)
+            await self.refuse(CLOSE_UNAUTHENTICATED)
             return
         await self.accept()
         await self._send_identity()
@@ -27,7 +27,9 @@ class WhoAmIConsumer(TenantJsonConsumer):
         if isinstance(content, dict) and content.get("type") == "ping":
             await self._send_identity()
         else:
-            await self.send_json({"type": "error", "code": "unknown_message", "message": "Send {\"type\": \"ping\"}."})
+            await self.send_json(
+                {"type": "error", "code": "unknown_message", "message": 'Send {"type": "ping"}.'}
+            )
 
     async def _send_identity(self) -> None:
         identity = await self.db(_describe, self.scope["user"].pk)

@@ -58,8 +58,11 @@ def _host_of(scope: dict[str, Any]) -> str:
 
 
 async def _deny(receive: Callable[..., Any], send: Callable[..., Any], code: int) -> None:
+    """Accept, then close with ``code``: a refusal before accepting reaches browsers only as an
+    opaque failed handshake (close code 1006), and clients need to know why."""
     message = await receive()
     if message["type"] == "websocket.connect":
+        await send({"type": "websocket.accept"})
         await send({"type": "websocket.close", "code": code})
 
 
@@ -103,3 +106,8 @@ class TenantJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def db(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_tenant(self.tenant, func, *args, **kwargs)
+
+    async def refuse(self, code: int) -> None:
+        """Close with a documented code that the client can read (see ``_deny``)."""
+        await self.accept()
+        await self.close(code=code)

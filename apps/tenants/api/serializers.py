@@ -40,10 +40,18 @@ class TenantOutput(serializers.ModelSerializer[Tenant]):
 
 
 class TenantCreatedOutput(TenantOutput):
-    admin_email = serializers.EmailField()
-    admin_password = serializers.CharField(
-        allow_null=True, help_text="Only when generated; shown this once and never again."
+    """The new tenant plus its first admin's sign-in, passed in the serializer context."""
+
+    admin_email = serializers.SerializerMethodField()
+    admin_password = serializers.SerializerMethodField(
+        help_text="Only when generated; shown this once and never again."
     )
+
+    def get_admin_email(self, tenant: Tenant) -> str:
+        return str(self.context["admin_email"])
+
+    def get_admin_password(self, tenant: Tenant) -> str | None:
+        return self.context.get("admin_password")
 
     class Meta(TenantOutput.Meta):
         fields = [*TenantOutput.Meta.fields, "admin_email", "admin_password"]

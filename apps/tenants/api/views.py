@@ -61,11 +61,14 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         values = dict(data.validated_data)
         plan_code = values.pop("plan", None)
         result = services.tenant_provision(**values, plan_code=plan_code, actor=request.user)
-        body = TenantCreatedOutput(result.tenant).data | {
-            "admin_email": result.admin.email,
-            "admin_password": result.admin_password if result.password_generated else None,
-        }
-        return Response(body, status=status.HTTP_201_CREATED)
+        output = TenantCreatedOutput(
+            result.tenant,
+            context={
+                "admin_email": result.admin.email,
+                "admin_password": result.admin_password if result.password_generated else None,
+            },
+        )
+        return Response(output.data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="Suspend an organisation", request=TenantSuspendInput, responses=TenantOutput)
     @action(detail=True, methods=["post"])

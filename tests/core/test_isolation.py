@@ -1,0 +1,70 @@
+"""No organisation ever sees another's data: through the ORM, the API, the admin or the cache.
+(Websocket isolation is in test_websockets.py.)"""
+
+from django.core.cache import cache
+from django_tenants.utils import schema_context
+
+from apps.accounts.models import User
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+
+
+def test_orm_rows_of_one_tenant_are_invisible_from_another(db, acme, globex):
+    with schema_context(acme.schema):
+        User.objects.create_user("secret@acme.example", "x" * 12)
+        audit_record(action="acme.secret")
+    with schema_context(globex.schema):
+        assert not User.objects.filter(email="secret@acme.example").exists()
+        assert not AuditEvent.objects.filter(action="acme.secret").exists()
+
+
+def _event_only_in(owner, other) -> AuditEvent:
+    """An event whose id does not exist in the other schema at all."""
+    with schema_context(other.schema):
+        other_max = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    with schema_context(owner.schema):
+        event = audit_record(action="acme.private", metadata={"secret": "s3cr3t"})
+        while event.id <= other_max:
+            event = audit_record(action="acme.private", metadata={"secret": "s3cr3t"})
+    return event
+
+
+def test_api_never_returns_another_tenants_event(db, acme, globex, client_for):
+    event = _event_only_in(acme, globex)
+    client = client_for(globex.host, globex.admin_email)
+    response = client.get(f"/api/v1/audit/events/{event.id}/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    listing = client.get("/api/v1/audit/events/?page_size=200").content.decode()
+    assert "s3cr3t" not in listing
+    assert event.hash not in listing
+
+
+def test_an_account_of_one_tenant_cannot_sign_in_at_another(db, acme, globex, client_for):
+    response = client_for(globex.host).post(
+        "/accounts/login/", {"username": acme.admin_email, "password": "correct-horse-battery-staple"}
+    )
+    assert response.status_code == 200  # the form again, with an error
+    assert "_auth_user_id" not in response.wsgi_request.session
+
+
+def test_admin_lists_only_the_tenants_own_people(db, acme, globex, client_for):
+    page = client_for(globex.host, globex.admin_email).get("/admin/accounts/user/").content.decode()
+    assert globex.admin_email in page
+    assert acme.admin_email not in page
+
+
+def test_platform_models_are_not_in_a_tenants_admin(db, globex, client_for):
+    client = client_for(globex.host, globex.admin_email)
+    assert client.get("/admin/tenants/tenant/").status_code == 404
+    assert "/admin/tenants/" not in client.get("/admin/").content.decode()
+
+
+def test_cache_keys_are_prefixed_by_tenant(db, acme, globex):
+    with schema_context(acme.schema):
+        cache.set("greeting", "hello from acme")
+    with schema_context(globex.schema):
+        assert cache.get("greeting") is None
+        cache.set("greeting", "hello from globex")
+    with schema_context(acme.schema):
+        assert cache.get("greeting") == "hello from acme"
