@@ -25,6 +25,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -347,13 +348,26 @@ def running_server() -> Iterator[str]:
         _wait_until_healthy(process, base_url, log_path)
         yield base_url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
+        _stop(process)
         log_path.unlink(missing_ok=True)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT first: uvicorn re-raises the signal it caught once shut down, and only SIGINT (as
+    KeyboardInterrupt) lets the process run its exit hooks, which release the embedded server."""
+    for stop, timeout in (
+        (lambda: process.send_signal(signal.SIGINT), 15.0),
+        (process.terminate, 5.0),
+        (process.kill, 5.0),
+    ):
+        if process.poll() is not None:
+            return
+        stop()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
+        return
 
 
 def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:

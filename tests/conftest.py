@@ -7,17 +7,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
-from django.db import connection
 from django.test import Client
 from django_tenants.utils import schema_context
 
 from apps.accounts.models import Role, User
 from apps.accounts.services import user_create
+from apps.tenants.db import connection
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import tenant_for_host
 from apps.tenants.services import public_tenant_ensure, template_schema_migrate, tenant_provision
@@ -72,7 +73,9 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
 
     with django_db_blocker.unblock():
         config = setup_databases(
-            verbosity=request.config.option.verbose, interactive=False, aliases={"default"},
+            verbosity=request.config.option.verbose,
+            interactive=False,
+            aliases={"default"},  # type: ignore[arg-type]  # a set of aliases at run time
             keepdb=django_db_keepdb,
         )
         assert connection.settings_dict["NAME"].startswith("test_"), "not on a test database"
@@ -95,8 +98,10 @@ def _seed() -> None:
     template_schema_migrate()
     with schema_context("public"):
         user_create(
-            email="platform@agentfactory.example", password=PASSWORD,
-            role=Role.PLATFORM_ADMIN, is_staff=True,
+            email="platform@agentfactory.example",
+            password=PASSWORD,
+            role=Role.PLATFORM_ADMIN,
+            is_staff=True,
         )
         user_create(email="publisher@agentfactory.example", password=PASSWORD, role=Role.PUBLISHER)
     # Different member counts make it obvious which schema a reader actually saw.
@@ -110,10 +115,10 @@ def orgs(django_db_setup, django_db_blocker) -> dict[str, Org]:
         result = {}
         for slug in ("acme", "globex"):
             tenant = Tenant.objects.get(slug=slug)
-            emails = tuple(
-                sorted(_emails_in(tenant.schema_name, Role.MEMBER))
+            emails = tuple(sorted(_emails_in(tenant.schema_name, Role.MEMBER)))
+            result[slug] = Org(
+                tenant, f"{slug}.{settings.BASE_DOMAIN}", f"admin@{slug}.example", emails
             )
-            result[slug] = Org(tenant, f"{slug}.{settings.BASE_DOMAIN}", f"admin@{slug}.example", emails)
         return result
 
 
@@ -143,14 +148,16 @@ def _public_schema_between_tests() -> Iterator[None]:
 def client_for():
     """A Django test client speaking to one host, optionally signed in as someone there."""
 
-    def make(host: str, email: str | None = None, **defaults: str) -> Client:
-        client = Client(HTTP_HOST=host, **defaults)
+    def make(host: str, email: str | None = None, **headers: Any) -> Client:
+        client = Client(HTTP_HOST=host, **headers)
         if email is not None:
             # login() bypasses the middleware, so enter the host's schema as a request would.
             tenant = tenant_for_host(host)
             assert tenant is not None, f"no tenant at {host}"
             with schema_context(tenant.schema_name):
-                assert client.login(username=email, password=PASSWORD), f"cannot sign in {email} at {host}"
+                assert client.login(username=email, password=PASSWORD), (
+                    f"cannot sign in {email} at {host}"
+                )
         return client
 
     return make

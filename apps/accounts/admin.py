@@ -8,7 +8,7 @@ from apps.core.admin import AuditedModelAdmin
 from apps.core.admin_sites import platform_admin_site, tenant_admin_site
 
 
-class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):  # type: ignore[misc]
+class UserAdmin(AuditedModelAdmin, DjangoUserAdmin[User]):
     ordering = ("email",)
     list_display = ("email", "full_name", "role", "is_active", "last_login")
     list_filter = ("role", "is_active", "is_staff")
@@ -19,7 +19,9 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin):  # type: ignore[misc]
         (_("Access"), {"fields": ("is_active", "is_staff", "is_superuser")}),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
-    add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),)
+    add_fieldsets = (
+        (None, {"classes": ("wide",), "fields": ("email", "role", "password1", "password2")}),
+    )
     readonly_fields = ("last_login", "date_joined")
     filter_horizontal = ()
 

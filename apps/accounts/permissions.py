@@ -17,7 +17,9 @@ MATRIX: dict[str, frozenset[str]] = {
     Role.ANALYST: frozenset(),
     Role.AUDITOR: frozenset({"audit:read", "audit:export"}),
     Role.MEMBER: frozenset(),
-    Role.PLATFORM_ADMIN: frozenset({"tenants:read", "tenants:manage", "plans:manage", "audit:read"}),
+    Role.PLATFORM_ADMIN: frozenset(
+        {"tenants:read", "tenants:manage", "plans:manage", "audit:read"}
+    ),
     Role.PUBLISHER: frozenset(),
 }
 

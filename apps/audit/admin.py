@@ -12,7 +12,15 @@ from apps.core.admin_sites import platform_admin_site, tenant_admin_site
 class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
     """Read-only: the trail is append-only, even for administrators."""
 
-    list_display = ("occurred_at", "action", "outcome", "actor_label", "target_type", "target_id", "ip_address")
+    list_display = (
+        "occurred_at",
+        "action",
+        "outcome",
+        "actor_label",
+        "target_type",
+        "target_id",
+        "ip_address",
+    )
     list_filter = ("outcome", "actor_type", "action")
     search_fields = ("action", "actor_label", "target_id", "request_id")
     date_hierarchy = "occurred_at"

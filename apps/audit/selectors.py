@@ -27,8 +27,10 @@ class ChainReport:
 
 
 def _events_in_order(batch: int = 2000) -> Iterator[AuditEvent]:
-    return AuditEvent.objects.order_by("id").only("id", "prev_hash", "hash", *HASHED_FIELDS).iterator(
-        chunk_size=batch
+    return (
+        AuditEvent.objects.order_by("id")
+        .only("id", "prev_hash", "hash", *HASHED_FIELDS)
+        .iterator(chunk_size=batch)
     )
 
 

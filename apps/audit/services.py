@@ -77,7 +77,9 @@ def audit_record(
             "metadata": normalise_metadata(metadata),
         }
         prev_hash = head or GENESIS_HASH
-        event = AuditEvent(**fields, prev_hash=prev_hash, hash=compute_hash(prev_hash=prev_hash, fields=fields))
+        event = AuditEvent(
+            **fields, prev_hash=prev_hash, hash=compute_hash(prev_hash=prev_hash, fields=fields)
+        )
         event.full_clean(validate_unique=False)
         event.save(force_insert=True)
         return event

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from apps.audit.services import audit_record
 
 
-class AuditedModelAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class AuditedModelAdmin(admin.ModelAdmin[Any]):
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
         with transaction.atomic():
             super().save_model(request, obj, form, change)

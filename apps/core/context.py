@@ -18,7 +18,9 @@ user_agent_var: ContextVar[str] = ContextVar("user_agent", default="")
 
 
 @contextmanager
-def bound(*, request_id: str | None = None, tenant: str | None = None, user: str | None = None) -> Iterator[None]:
+def bound(
+    *, request_id: str | None = None, tenant: str | None = None, user: str | None = None
+) -> Iterator[None]:
     """Bind the given values for the duration of a block (tasks, consumers, commands)."""
     tokens = []
     for var, value in ((request_id_var, request_id), (tenant_var, tenant), (user_var, user)):

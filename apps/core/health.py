@@ -7,6 +7,8 @@ import hmac
 import ipaddress
 import logging
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -53,14 +55,13 @@ async def _check_channel_layer() -> None:
         raise RuntimeError("the channel layer returned another message")
 
 
-async def _run(name: str, check: object) -> tuple[str, str | None]:
+async def _run(name: str, check: Callable[[], Any]) -> tuple[str, str | None]:
     try:
         if asyncio.iscoroutinefunction(check):
             await asyncio.wait_for(check(), CHECK_TIMEOUT_SECONDS)
         else:
             await asyncio.wait_for(
-                sync_to_async(check, thread_sensitive=False)(),  # type: ignore[arg-type]
-                CHECK_TIMEOUT_SECONDS,
+                sync_to_async(check, thread_sensitive=False)(), CHECK_TIMEOUT_SECONDS
             )
     except TimeoutError:
         return name, "timed out"

@@ -20,8 +20,8 @@ def describe_backends() -> dict[str, str]:
             if settings.DATABASE_IS_EMBEDDED
             else f"PostgreSQL at {where}:{database['PORT'] or 5432}/{database['NAME']}"
         ),
-        "cache": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
-        "channel_layer": settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1],
+        "cache": str(settings.CACHES["default"]["BACKEND"]).rsplit(".", 1)[-1],
+        "channel_layer": str(settings.CHANNEL_LAYERS["default"]["BACKEND"]).rsplit(".", 1)[-1],
         "celery": "eager (in-process)"
         if settings.CELERY_TASK_ALWAYS_EAGER
         else f"broker {_redact(settings.CELERY_BROKER_URL)}",

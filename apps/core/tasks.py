@@ -11,16 +11,16 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
-from django.db import connection
 
 from apps.core.context import bound, request_id_var
+from apps.tenants.db import connection
 
 SCHEMA_HEADER = "tenant_schema"
 REQUEST_ID_HEADER = "request_id"
 
 
-class TenantTask(Task):  # type: ignore[misc]
-    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:
+class TenantTask(Task):
+    def apply_async(self, args: Any = None, kwargs: Any = None, **options: Any) -> Any:  # type: ignore[override]
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(SCHEMA_HEADER, connection.schema_name)
         headers.setdefault(REQUEST_ID_HEADER, request_id_var.get())
@@ -49,7 +49,10 @@ class TenantTask(Task):  # type: ignore[misc]
             with bound(tenant=schema, request_id=self._header(REQUEST_ID_HEADER) or "-"):
                 return super().__call__(*args, **kwargs)
         finally:
-            if previous is not None and getattr(previous, "schema_name", None) != settings.PUBLIC_SCHEMA_NAME:
+            if (
+                previous is not None
+                and getattr(previous, "schema_name", None) != settings.PUBLIC_SCHEMA_NAME
+            ):
                 connection.set_tenant(previous)
             else:
                 connection.set_schema_to_public()

@@ -14,7 +14,7 @@ from apps.tenants import services
 from apps.tenants.models import Domain, Plan, Tenant
 
 
-class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
+class DomainInline(admin.TabularInline[Domain, Tenant]):
     model = Domain
     extra = 0
 
@@ -24,7 +24,14 @@ class TenantAdmin(AuditedModelAdmin):
     list_filter = ("status", "plan")
     search_fields = ("slug", "name")
     # Status changes go through the suspend/resume actions so both trails record them.
-    readonly_fields = ("schema_name", "slug", "status", "suspended_reason", "created_at", "suspended_at")
+    readonly_fields = (
+        "schema_name",
+        "slug",
+        "status",
+        "suspended_reason",
+        "created_at",
+        "suspended_at",
+    )
     inlines = [DomainInline]
     actions = ["suspend", "resume"]
 
@@ -38,7 +45,9 @@ class TenantAdmin(AuditedModelAdmin):
     def suspend(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
             try:
-                services.tenant_suspend(tenant=tenant, reason=str(_("Suspended by platform staff.")), actor=request.user)
+                services.tenant_suspend(
+                    tenant=tenant, reason=str(_("Suspended by platform staff.")), actor=request.user
+                )
             except ServiceError as exc:
                 self.message_user(request, f"{tenant.slug}: {exc.message}", messages.WARNING)
 
@@ -52,7 +61,14 @@ class TenantAdmin(AuditedModelAdmin):
 
 
 class PlanAdmin(AuditedModelAdmin):
-    list_display = ("code", "name", "max_members", "max_active_deployments", "monthly_message_quota", "is_default")
+    list_display = (
+        "code",
+        "name",
+        "max_members",
+        "max_active_deployments",
+        "monthly_message_quota",
+        "is_default",
+    )
 
 
 class DomainAdmin(AuditedModelAdmin):

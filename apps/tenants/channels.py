@@ -15,10 +15,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth import get_user
-from django.db import connection
 from django_tenants.utils import remove_www
 
 from apps.core.context import bound
+from apps.tenants.db import connection
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import tenant_for_host
 
@@ -88,12 +88,16 @@ class TenantAuthMiddleware:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
-        user = await run_in_tenant(scope["tenant"], get_user, SimpleNamespace(session=scope["session"]))
+        user = await run_in_tenant(
+            scope["tenant"], get_user, SimpleNamespace(session=scope["session"])
+        )
         return await self.inner(dict(scope, user=user), receive, send)
 
 
-def TenantWebsocketStack(inner: Any) -> Any:  # noqa: N802 - named like Channels' own stacks
-    return TenantWebsocketMiddleware(CookieMiddleware(SessionMiddleware(TenantAuthMiddleware(inner))))
+def TenantWebsocketStack(inner: Any) -> Any:
+    return TenantWebsocketMiddleware(
+        CookieMiddleware(SessionMiddleware(TenantAuthMiddleware(inner)))
+    )
 
 
 class TenantJsonConsumer(AsyncJsonWebsocketConsumer):

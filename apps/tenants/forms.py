@@ -8,24 +8,36 @@ from django.utils.translation import gettext_lazy as _
 
 class SignupForm(forms.Form):
     name = forms.CharField(
-        label=_("Organisation name"), max_length=100,
+        label=_("Organisation name"),
+        max_length=100,
         widget=forms.TextInput(attrs={"autocomplete": "organization", "autofocus": True}),
     )
     slug = forms.CharField(
-        label=_("Workspace address"), max_length=30,
-        help_text=_("Lowercase letters, digits and hyphens, e.g. acme. Your workspace will be at acme.%(domain)s."),
-        widget=forms.TextInput(attrs={"autocapitalize": "none", "spellcheck": "false", "pattern": "[a-z][a-z0-9-]{1,28}[a-z0-9]"}),
+        label=_("Workspace address"),
+        max_length=30,
+        help_text=_(
+            "Lowercase letters, digits and hyphens, e.g. acme. Your workspace will be at acme.%(domain)s."
+        ),
+        widget=forms.TextInput(
+            attrs={
+                "autocapitalize": "none",
+                "spellcheck": "false",
+                "pattern": "[a-z][a-z0-9-]{1,28}[a-z0-9]",
+            }
+        ),
     )
     admin_email = forms.EmailField(
         label=_("Your work email"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )
     password1 = forms.CharField(
-        label=_("Password"), strip=False,
+        label=_("Password"),
+        strip=False,
         help_text=_("At least 10 characters, not entirely numeric, not a common password."),
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
     password2 = forms.CharField(
-        label=_("Repeat the password"), strip=False,
+        label=_("Repeat the password"),
+        strip=False,
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 

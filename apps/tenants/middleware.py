@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
-from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import set_urlconf
@@ -15,6 +14,7 @@ from django_tenants.utils import remove_www
 
 from apps.core.context import tenant_var
 from apps.core.middleware import is_api_request, json_error_response
+from apps.tenants.db import connection
 from apps.tenants.selectors import tenant_for_host
 
 # Probes and scrapers answer on any host (including a bare IP) and never touch tenant data.
@@ -25,8 +25,8 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         connection.set_schema_to_public()
         if request.path in HOST_INDEPENDENT_PATHS:
-            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF  # type: ignore[attr-defined]
-            set_urlconf(request.urlconf)  # type: ignore[attr-defined]
+            request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
+            set_urlconf(request.urlconf)
             return None
 
         try:

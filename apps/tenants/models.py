@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 from django_tenants.models import DomainMixin, TenantMixin
 
 
-class Plan(models.Model):
+class Plan(models.Model):  # type: ignore[django-manager-missing]  # stubs miss TenantMixin's manager
     """What a tenant may use. A limit left empty means unlimited."""
 
     code = models.SlugField(_("code"), max_length=32, unique=True)

@@ -49,14 +49,19 @@ class CloneScript:
             f"SET LOCAL search_path TO {q_target}, public",
         ]
         for table in self.tables:
-            parts.append(f"CREATE TABLE {_quote(table.name)} (\n  " + ",\n  ".join(table.columns) + "\n)")
+            parts.append(
+                f"CREATE TABLE {_quote(table.name)} (\n  " + ",\n  ".join(table.columns) + "\n)"
+            )
         for table in self.tables:
             if not table.has_rows:
                 continue
-            parts.append(f"INSERT INTO {_quote(table.name)} SELECT * FROM {q_template}.{_quote(table.name)}")
+            parts.append(
+                # Identifiers only, each quoted; names come from the catalog, never from users.
+                f"INSERT INTO {_quote(table.name)} SELECT * FROM {q_template}.{_quote(table.name)}"  # noqa: S608
+            )
             for column in table.identity_columns:
                 parts.append(
-                    f"SELECT setval(pg_get_serial_sequence('{q_target}.{_quote(table.name)}', "
+                    f"SELECT setval(pg_get_serial_sequence('{q_target}.{_quote(table.name)}', "  # noqa: S608
                     f"'{column}'), coalesce(max({_quote(column)}), 0) + 1, false) "
                     f"FROM {_quote(table.name)}"
                 )
@@ -137,7 +142,15 @@ def _build_script(cursor: object, template: str) -> CloneScript:
             """,
             [oid],
         )
-        for column, type_sql, not_null, identity, generated, default, collation in cursor.fetchall():  # type: ignore[attr-defined]
+        for (
+            column,
+            type_sql,
+            not_null,
+            identity,
+            generated,
+            default,
+            collation,
+        ) in cursor.fetchall():  # type: ignore[attr-defined]
             definition = f"{_quote(column)} {type_sql}"
             if collation:
                 definition += f" COLLATE {_quote(collation)}"
@@ -162,7 +175,9 @@ def _build_script(cursor: object, template: str) -> CloneScript:
             [oid],
         )
         for constraint, kind, definition in cursor.fetchall():  # type: ignore[attr-defined]
-            statement = f"ALTER TABLE {_quote(name)} ADD CONSTRAINT {_quote(constraint)} {definition}"
+            statement = (
+                f"ALTER TABLE {_quote(name)} ADD CONSTRAINT {_quote(constraint)} {definition}"
+            )
             (foreign_keys if kind == "f" else constraints).append(statement)
 
         cursor.execute(  # type: ignore[attr-defined]

@@ -69,7 +69,8 @@ def _validate_domain(domain: str) -> dict[str, list[str]]:
     if domain == settings.BASE_DOMAIN or domain.endswith(f".{settings.BASE_DOMAIN}"):
         return {
             "custom_domain": [
-                _("Custom domains must be your own, outside %(base)s.") % {"base": settings.BASE_DOMAIN}
+                _("Custom domains must be your own, outside %(base)s.")
+                % {"base": settings.BASE_DOMAIN}
             ]
         }
     if Domain.objects.filter(domain=domain).exists() or domain in settings.PUBLIC_HOSTS:
@@ -122,7 +123,9 @@ def tenant_provision(
         tenant = Tenant(schema_name=schema_name, slug=slug, name=name, plan=plan)
         tenant.full_clean()
         tenant.save()
-        Domain.objects.create(domain=f"{slug}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=not custom_domain)
+        Domain.objects.create(
+            domain=f"{slug}.{settings.BASE_DOMAIN}", tenant=tenant, is_primary=not custom_domain
+        )
         if custom_domain:
             Domain.objects.create(domain=custom_domain, tenant=tenant, is_primary=True)
         clone_template_schema(schema_name)
@@ -198,7 +201,11 @@ def tenant_delete(*, tenant: Tenant, confirm: str | None, actor: Any = None) -> 
         raise InvalidInput(
             _("Deleting an organisation destroys all its data. Confirm by repeating its slug."),
             code="confirmation_required",
-            details={"confirm": [_("Must equal the organisation's slug, %(slug)s.") % {"slug": tenant.slug}]},
+            details={
+                "confirm": [
+                    _("Must equal the organisation's slug, %(slug)s.") % {"slug": tenant.slug}
+                ]
+            },
         )
     with schema_context(tenant.schema_name):
         chain = audit_chain_verify()
@@ -219,18 +226,26 @@ def tenant_delete(*, tenant: Tenant, confirm: str | None, actor: Any = None) -> 
         )
         with connection.cursor() as cursor:
             cursor.execute(
-                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(tenant.schema_name))
+                sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
+                    sql.Identifier(tenant.schema_name)
+                )
             )
         tenant.domains.all().delete()
         Tenant.objects.filter(pk=tenant.pk).delete()
 
 
 def _audit_both(tenant: Tenant, action: str, actor: Any, metadata: dict[str, Any]) -> None:
-    audit_record(action=action, actor=actor, target_type="tenant", target_id=tenant.pk,
-                 metadata={"slug": tenant.slug, **metadata})
+    audit_record(
+        action=action,
+        actor=actor,
+        target_type="tenant",
+        target_id=tenant.pk,
+        metadata={"slug": tenant.slug, **metadata},
+    )
     with schema_context(tenant.schema_name):
-        audit_record(action=action, actor=actor, target_type="tenant", target_id=tenant.pk,
-                     metadata=metadata)
+        audit_record(
+            action=action, actor=actor, target_type="tenant", target_id=tenant.pk, metadata=metadata
+        )
 
 
 def public_tenant_ensure() -> Tenant:

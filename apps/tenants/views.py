@@ -36,7 +36,9 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None, base_domain=settings.BASE_DOMAIN)
     if request.method == "POST" and form.is_valid():
         if not _signup_allowed(request):
-            form.add_error(None, _("Too many workspaces were created from your network. Try again in an hour."))
+            form.add_error(
+                None, _("Too many workspaces were created from your network. Try again in an hour.")
+            )
             return render(request, "tenants/signup.html", {"form": form}, status=429)
         data = form.cleaned_data
         try:
@@ -56,7 +58,12 @@ def signup(request: HttpRequest) -> HttpResponse:
             return render(
                 request,
                 "tenants/signup_done.html",
-                {"tenant": result.tenant, "workspace_url": url, "login_url": f"{url}accounts/login/", "email": result.admin.email},
+                {
+                    "tenant": result.tenant,
+                    "workspace_url": url,
+                    "login_url": f"{url}accounts/login/",
+                    "email": result.admin.email,
+                },
                 status=201,
             )
     status = 400 if request.method == "POST" else 200

@@ -134,8 +134,8 @@ X_FRAME_OPTIONS = "DENY"
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
-from config.settings.database import *  # noqa: E402,F403
-from config.settings.tenancy import *  # noqa: E402,F403
-from config.settings.redis import *  # noqa: E402,F403
 from config.settings.api import *  # noqa: E402,F403
+from config.settings.database import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
+from config.settings.redis import *  # noqa: E402,F403
+from config.settings.tenancy import *  # noqa: E402,F403

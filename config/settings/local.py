@@ -4,5 +4,5 @@ from config.env import env
 from config.settings.base import *  # noqa: F403
 
 DEBUG = env.bool("DJANGO_DEBUG", default=True)
-SECRET_KEY = SECRET_KEY or "insecure-development-key-never-use-in-production"  # noqa: F405,S105
+SECRET_KEY = SECRET_KEY or "insecure-development-key-never-use-in-production"  # noqa: F405
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")

@@ -41,8 +41,16 @@ def test_event_made_during_a_request_records_who_where_and_which_request(db, acm
     assert event.action == "permission.denied"
     assert event.outcome == "denied"
     assert (event.actor_type, event.actor_id, event.actor_label) == ("user", str(user.pk), member)
-    assert (event.request_id, event.user_agent, event.ip_address) == ("req-123", "pytest-agent", "127.0.0.1")
-    assert event.metadata == {"permission": "audit:read", "method": "GET", "path": "/api/v1/audit/events/"}
+    assert (event.request_id, event.user_agent, event.ip_address) == (
+        "req-123",
+        "pytest-agent",
+        "127.0.0.1",
+    )
+    assert event.metadata == {
+        "permission": "audit:read",
+        "method": "GET",
+        "path": "/api/v1/audit/events/",
+    }
 
 
 @pytest.mark.parametrize(
@@ -56,14 +64,22 @@ def test_event_made_during_a_request_records_who_where_and_which_request(db, acm
 def test_database_rejects_changes_to_the_trail(db, acme, statement):
     with schema_context(acme.schema):
         before = list(AuditEvent.objects.order_by("id").values_list("id", "action"))
-        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
             cursor.execute(statement)
         assert list(AuditEvent.objects.order_by("id").values_list("id", "action")) == before
 
 
 def test_database_rejects_changes_in_the_public_trail_too(db):
     audit_record(action="platform.probe")
-    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic(), connection.cursor() as cursor:
+    with (
+        pytest.raises(DatabaseError, match="append-only"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
         cursor.execute("DELETE FROM audit_auditevent")
 
 
@@ -79,7 +95,11 @@ def test_verify_detects_an_altered_event(db, acme, capsys):
     with schema_context(acme.schema):
         victim = audit_record(action="payment.approved", metadata={"amount": 100})
         audit_record(action="after")
-    _tamper(acme.schema, "UPDATE audit_auditevent SET metadata = %s WHERE id = %s", ['{"amount": 1}', victim.id])
+    _tamper(
+        acme.schema,
+        "UPDATE audit_auditevent SET metadata = %s WHERE id = %s",
+        ['{"amount": 1}', victim.id],
+    )
 
     with schema_context(acme.schema):
         report = audit_chain_verify()
@@ -104,7 +124,8 @@ def test_verify_command_reports_every_intact_chain(db, acme, globex, capsys):
     call_command("verify_audit_chain")
     out = capsys.readouterr().out
     assert "public:" in out
-    assert "acme:" in out and "globex:" in out
+    assert "acme:" in out
+    assert "globex:" in out
     assert "broken" not in out
 
 
@@ -126,7 +147,7 @@ def test_twenty_concurrent_writers_leave_one_unbroken_chain(committed):
                 start.wait()
                 with schema_context(schema), transaction.atomic():
                     audit_record(action="concurrent.write", actor=Actor.system(f"writer-{index}"))
-            except BaseException as exc:  # noqa: BLE001 - collected and asserted below
+            except BaseException as exc:
                 errors.append(exc)
             finally:
                 connections.close_all()

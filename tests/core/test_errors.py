@@ -16,7 +16,11 @@ def test_unknown_api_route_is_a_json_404(db, acme):
     response = Client(HTTP_HOST=acme.host).get("/api/v1/does-not-exist/")
     assert response.status_code == 404
     assert response.json() == {
-        "error": {"code": "not_found", "message": "The requested resource was not found.", "details": {}}
+        "error": {
+            "code": "not_found",
+            "message": "The requested resource was not found.",
+            "details": {},
+        }
     }
 
 

@@ -28,7 +28,10 @@ def test_readyz_is_503_naming_the_cache_when_redis_is_unreachable(db, settings):
         }
     }
     settings.CHANNEL_LAYERS = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [DEAD_REDIS]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [DEAD_REDIS]},
+        }
     }
     response = Client(HTTP_HOST="127.0.0.1").get("/readyz")
     assert response.status_code == 503
@@ -61,8 +64,12 @@ def test_readyz_is_503_naming_the_database_when_postgres_is_unreachable(tmp_path
 @pytest.mark.slow
 def test_boots_with_no_database_url_on_an_embedded_postgres(tmp_path):
     server = ServerProcess(
-        {"DATABASE_URL": None, "REDIS_URL": None, "DATA_DIR": str(tmp_path / "data"),
-         "DJANGO_SETTINGS_MODULE": "config.settings.local"},
+        {
+            "DATABASE_URL": None,
+            "REDIS_URL": None,
+            "DATA_DIR": str(tmp_path / "data"),
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        },
         tmp_path / "server.log",
     )
     try:

@@ -4,10 +4,10 @@ real worker when REDIS_URL is set, eagerly in-process otherwise."""
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
-from django.db import connection
 from django_tenants.utils import schema_context
 
 from apps.core.tasks import tenant_snapshot
+from apps.tenants.db import connection
 from config.celery import app
 
 pytestmark = pytest.mark.usefixtures("committed")
@@ -18,7 +18,10 @@ def worker(django_db_setup, django_db_blocker):
     if settings.CELERY_TASK_ALWAYS_EAGER:
         yield None
         return
-    with django_db_blocker.unblock(), start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20) as running:
+    with (
+        django_db_blocker.unblock(),
+        start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=20) as running,
+    ):
         yield running
 
 

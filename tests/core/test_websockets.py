@@ -8,6 +8,7 @@ import pytest
 import websockets
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from websockets.typing import Origin
 
 from config.asgi import application
 from tests.conftest import make_session_cookie
@@ -15,15 +16,21 @@ from tests.conftest import make_session_cookie
 pytestmark = pytest.mark.usefixtures("committed")
 
 
-def _headers(host: str, session_key: str | None = None, origin: str | None = None) -> list[tuple[bytes, bytes]]:
+def _headers(
+    host: str, session_key: str | None = None, origin: str | None = None
+) -> list[tuple[bytes, bytes]]:
     headers = [(b"host", host.encode()), (b"origin", (origin or f"http://{host}").encode())]
     if session_key:
         headers.append((b"cookie", f"sessionid={session_key}".encode()))
     return headers
 
 
-async def _connect(host: str, session_key: str | None = None, origin: str | None = None) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, "/ws/whoami/", headers=_headers(host, session_key, origin))
+async def _connect(
+    host: str, session_key: str | None = None, origin: str | None = None
+) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(
+        application, "/ws/whoami/", headers=_headers(host, session_key, origin)
+    )
     connected, _ = await communicator.connect()
     assert connected
     return communicator
@@ -33,7 +40,11 @@ async def test_signed_in_user_is_told_who_and_where_they_are(acme):
     session = await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
     communicator = await _connect(acme.host, session)
     assert await communicator.receive_json_from() == {
-        "type": "identity", "tenant": "acme", "user": acme.admin_email, "role": "tenant_admin", "members": 3,
+        "type": "identity",
+        "tenant": "acme",
+        "user": acme.admin_email,
+        "role": "tenant_admin",
+        "members": 3,
     }
     await communicator.send_json_to({"type": "ping"})
     assert (await communicator.receive_json_from())["members"] == 3
@@ -41,8 +52,12 @@ async def test_signed_in_user_is_told_who_and_where_they_are(acme):
 
 
 async def test_interleaved_consumers_of_two_tenants_each_read_their_own_schema(acme, globex):
-    a = await _connect(acme.host, await database_sync_to_async(make_session_cookie)(acme, acme.admin_email))
-    b = await _connect(globex.host, await database_sync_to_async(make_session_cookie)(globex, globex.admin_email))
+    a = await _connect(
+        acme.host, await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
+    )
+    b = await _connect(
+        globex.host, await database_sync_to_async(make_session_cookie)(globex, globex.admin_email)
+    )
     await a.receive_json_from()
     await b.receive_json_from()
     for _ in range(5):
@@ -79,14 +94,18 @@ async def test_unknown_host_is_refused_with_4404():
 async def test_foreign_origin_is_refused(acme):
     session = await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
     communicator = WebsocketCommunicator(
-        application, "/ws/whoami/", headers=_headers(acme.host, session, origin="http://evil.example.com")
+        application,
+        "/ws/whoami/",
+        headers=_headers(acme.host, session, origin="http://evil.example.com"),
     )
     connected, _ = await communicator.connect()
     assert not connected
 
 
 async def test_unexpected_message_gets_an_error_and_the_connection_stays_usable(acme):
-    communicator = await _connect(acme.host, await database_sync_to_async(make_session_cookie)(acme, acme.admin_email))
+    communicator = await _connect(
+        acme.host, await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
+    )
     await communicator.receive_json_from()
     await communicator.send_json_to({"type": "dance"})
     assert (await communicator.receive_json_from())["code"] == "unknown_message"
@@ -102,7 +121,7 @@ async def test_real_client_over_a_running_server(product_server, acme, globex):
         uri,
         host="127.0.0.1",  # *.localhost is not resolved by Python; the Host header still says acme
         port=product_server.port,
-        origin=f"http://{acme.host}:{product_server.port}",
+        origin=Origin(f"http://{acme.host}:{product_server.port}"),
         additional_headers={"Cookie": f"sessionid={session}"},
     ) as socket:
         hello = json.loads(await socket.recv())
@@ -113,7 +132,7 @@ async def test_real_client_over_a_running_server(product_server, acme, globex):
         uri,
         host="127.0.0.1",
         port=product_server.port,
-        origin=f"http://{acme.host}:{product_server.port}",
+        origin=Origin(f"http://{acme.host}:{product_server.port}"),
         additional_headers={"Cookie": f"sessionid={globex_session}"},
     ) as socket:
         with pytest.raises(websockets.ConnectionClosed) as closed:

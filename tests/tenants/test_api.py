@@ -21,7 +21,12 @@ def platform(client_for):
 def test_platform_admin_provisions_a_tenant_and_gets_a_one_time_password(db, platform):
     response = platform.post(
         "/api/v1/tenants/",
-        {"slug": "initech", "name": "Initech", "admin_email": "boss@initech.example", "plan": "team"},
+        {
+            "slug": "initech",
+            "name": "Initech",
+            "admin_email": "boss@initech.example",
+            "plan": "team",
+        },
         content_type="application/json",
     )
     assert response.status_code == 201, response.content
@@ -38,7 +43,12 @@ def test_platform_admin_provisions_a_tenant_and_gets_a_one_time_password(db, pla
 def test_chosen_password_is_never_echoed(db, platform):
     response = platform.post(
         "/api/v1/tenants/",
-        {"slug": "initech", "name": "Initech", "admin_email": "boss@initech.example", "admin_password": "a-long-passphrase-1"},
+        {
+            "slug": "initech",
+            "name": "Initech",
+            "admin_email": "boss@initech.example",
+            "admin_password": "a-long-passphrase-1",
+        },
         content_type="application/json",
     )
     assert response.status_code == 201
@@ -75,7 +85,11 @@ def test_malformed_json_gets_a_400_in_the_error_format(db, platform):
 def test_only_platform_admins_may_use_the_tenant_api(db, client_for, email, status):
     client = client_for("localhost", email)
     assert client.get("/api/v1/tenants/").status_code == status
-    response = client.post("/api/v1/tenants/", {"slug": "x1x", "name": "X", "admin_email": "a@b.example"}, content_type="application/json")
+    response = client.post(
+        "/api/v1/tenants/",
+        {"slug": "x1x", "name": "X", "admin_email": "a@b.example"},
+        content_type="application/json",
+    )
     assert response.status_code == status
     assert response.json()["error"]["code"] in {"not_authenticated", "permission_denied"}
     assert not Tenant.objects.filter(slug="x1x").exists()
@@ -87,10 +101,14 @@ def test_tenant_api_is_not_served_on_tenant_hosts(db, acme, client_for):
 
 
 def test_suspend_and_resume_through_the_api(db, platform, acme):
-    response = platform.post("/api/v1/tenants/acme/suspend/", {"reason": "Unpaid"}, content_type="application/json")
+    response = platform.post(
+        "/api/v1/tenants/acme/suspend/", {"reason": "Unpaid"}, content_type="application/json"
+    )
     assert response.status_code == 200
     assert response.json()["status"] == "suspended"
-    again = platform.post("/api/v1/tenants/acme/suspend/", {"reason": "Again"}, content_type="application/json")
+    again = platform.post(
+        "/api/v1/tenants/acme/suspend/", {"reason": "Again"}, content_type="application/json"
+    )
     assert again.status_code == 409
     assert again.json()["error"]["code"] == "already_suspended"
     assert platform.post("/api/v1/tenants/acme/resume/").json()["status"] == "active"
@@ -104,7 +122,9 @@ def test_suspend_without_a_reason_is_refused(db, platform, acme):
 
 
 def test_suspension_is_audited_in_both_trails(db, platform, acme):
-    platform.post("/api/v1/tenants/acme/suspend/", {"reason": "Unpaid"}, content_type="application/json")
+    platform.post(
+        "/api/v1/tenants/acme/suspend/", {"reason": "Unpaid"}, content_type="application/json"
+    )
     assert AuditEvent.objects.filter(action="tenant.suspended", actor_label=PLATFORM_ADMIN).exists()
     with schema_context(acme.schema):
         event = AuditEvent.objects.filter(action="tenant.suspended").get()
@@ -145,7 +165,9 @@ def test_list_query_count_does_not_grow_with_tenants(db, platform):
     with CaptureQueriesContext(connection) as few:
         platform.get("/api/v1/tenants/")
     for index in range(3):
-        tenant_provision(slug=f"many-{index}", name=f"Many {index}", admin_email=f"a@m{index}.example")
+        tenant_provision(
+            slug=f"many-{index}", name=f"Many {index}", admin_email=f"a@m{index}.example"
+        )
     with CaptureQueriesContext(connection) as more:
         response = platform.get("/api/v1/tenants/")
     assert len(response.json()["results"]) == 5

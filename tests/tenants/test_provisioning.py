@@ -33,12 +33,16 @@ def _catalog(schema: str) -> dict[str, list[str]]:
     with connection.cursor() as cursor:
         for name, query in queries.items():
             cursor.execute(query, [schema])
-            result[name] = sorted(row[0].replace(f"{schema}.", "<schema>.") for row in cursor.fetchall())
+            result[name] = sorted(
+                row[0].replace(f"{schema}.", "<schema>.") for row in cursor.fetchall()
+            )
     return result
 
 
 def test_provisioning_creates_schema_domain_and_tenant_admin(db):
-    result = tenant_provision(slug="initech", name="Initech", admin_email="Boss@Initech.Example", admin_password=PASSWORD)
+    result = tenant_provision(
+        slug="initech", name="Initech", admin_email="Boss@Initech.Example", admin_password=PASSWORD
+    )
     assert schema_exists("initech")
     assert Domain.objects.get(tenant=result.tenant).domain == "initech.localhost"
     assert result.tenant.plan.code == "free"
@@ -55,7 +59,9 @@ def test_provisioning_copies_the_template_instead_of_migrating(db):
         # Migration records are copied rows: their timestamps are the template's, not new ones.
         cursor.execute("SELECT app, name, applied FROM initech.django_migrations ORDER BY id")
         cloned = cursor.fetchall()
-        cursor.execute(f"SELECT app, name, applied FROM {settings.TENANT_TEMPLATE_SCHEMA}.django_migrations ORDER BY id")
+        cursor.execute(
+            f"SELECT app, name, applied FROM {settings.TENANT_TEMPLATE_SCHEMA}.django_migrations ORDER BY id"
+        )
         assert cloned == cursor.fetchall()
 
 
@@ -72,16 +78,22 @@ def test_cloned_identity_sequences_continue_after_copied_rows(db):
 
 
 def test_new_tenant_admin_can_sign_in_on_its_host(db):
-    tenant_provision(slug="initech", name="Initech", admin_email="boss@initech.example", admin_password=PASSWORD)
+    tenant_provision(
+        slug="initech", name="Initech", admin_email="boss@initech.example", admin_password=PASSWORD
+    )
     client = Client(HTTP_HOST="initech.localhost")
-    response = client.post("/accounts/login/", {"username": "boss@initech.example", "password": PASSWORD})
+    response = client.post(
+        "/accounts/login/", {"username": "boss@initech.example", "password": PASSWORD}
+    )
     assert response.status_code == 302
     assert "Welcome to Initech" in client.get("/").content.decode()
 
 
 def test_provisioning_is_audited_in_public_and_tenant_trails(db):
     result = tenant_provision(slug="initech", name="Initech", admin_email="boss@initech.example")
-    assert AuditEvent.objects.filter(action="tenant.provisioned", target_id=str(result.tenant.pk)).exists()
+    assert AuditEvent.objects.filter(
+        action="tenant.provisioned", target_id=str(result.tenant.pk)
+    ).exists()
     with schema_context("initech"):
         assert list(AuditEvent.objects.order_by("id").values_list("action", flat=True)) == [
             "user.created",
@@ -120,7 +132,11 @@ def test_generated_password_is_returned_once_and_works(db):
 )
 def test_bad_input_is_refused_and_nothing_is_written(db, acme, overrides, field):
     before = (Tenant.objects.count(), Domain.objects.count(), AuditEvent.objects.count())
-    arguments = {"slug": "initech", "name": "Initech", "admin_email": "boss@initech.example"} | overrides
+    arguments = {
+        "slug": "initech",
+        "name": "Initech",
+        "admin_email": "boss@initech.example",
+    } | overrides
     with pytest.raises(InvalidInput) as error:
         tenant_provision(**arguments)
     assert field in error.value.details
@@ -131,7 +147,10 @@ def test_bad_input_is_refused_and_nothing_is_written(db, acme, overrides, field)
 def test_custom_domain_routes_to_the_tenant(db, settings):
     settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "agents.initech.example"]
     tenant_provision(
-        slug="initech", name="Initech", admin_email="boss@initech.example", custom_domain="agents.initech.example"
+        slug="initech",
+        name="Initech",
+        admin_email="boss@initech.example",
+        custom_domain="agents.initech.example",
     )
     response = Client(HTTP_HOST="agents.initech.example").get("/api/v1/tenant/")
     assert response.json()["slug"] == "initech"

@@ -50,7 +50,9 @@ def test_host_outside_allowed_hosts_gets_a_404(db):
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize(("path", "content_type"), [("/", "text/html"), ("/api/v1/tenant/", "application/json")])
+@pytest.mark.parametrize(
+    ("path", "content_type"), [("/", "text/html"), ("/api/v1/tenant/", "application/json")]
+)
 def test_suspended_tenant_answers_403_with_an_explanation(db, acme, path, content_type):
     tenant_suspend(tenant=acme.tenant, reason="Unpaid invoice")
     response = Client(HTTP_HOST=acme.host).get(path)

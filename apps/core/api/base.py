@@ -36,7 +36,7 @@ class RolePermission(permissions.BasePermission):
         return allowed
 
 
-class ScopedViewSet(viewsets.GenericViewSet):  # type: ignore[type-arg]
+class ScopedViewSet(viewsets.GenericViewSet[Any]):
     permission_classes = [permissions.IsAuthenticated, RolePermission]
     permission_map: ClassVar[dict[str, str | None]] = {}
 

@@ -71,7 +71,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     status_code = response.status_code
     if isinstance(exc, exceptions.ValidationError):
-        details = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        details = (
+            response.data
+            if isinstance(response.data, dict)
+            else {"non_field_errors": response.data}
+        )
         response.data = error_payload(
             status_code,
             code="invalid",
@@ -82,14 +86,15 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
     detail = response.data.get("detail") if isinstance(response.data, dict) else None
     code = getattr(detail, "code", None)
-    details: dict[str, Any] = {}
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        details["retry_after_seconds"] = int(exc.wait)
+    extra: dict[str, Any] = {}
+    wait = getattr(exc, "wait", None)
+    if isinstance(exc, exceptions.Throttled) and wait is not None:
+        extra["retry_after_seconds"] = int(wait)
     response.data = error_payload(
         status_code,
         code=_code_for(status_code, code),
         message=str(detail) if detail else None,
-        details=details,
+        details=extra,
     )
     return response
 

@@ -12,12 +12,16 @@ from rest_framework.response import Response
     summary="The organisation this host belongs to",
     responses=inline_serializer(
         "CurrentTenant",
-        {"slug": serializers.CharField(), "name": serializers.CharField(), "status": serializers.CharField()},
+        {
+            "slug": serializers.CharField(),
+            "name": serializers.CharField(),
+            "status": serializers.CharField(),
+        },
     ),
 )
 @api_view(["GET"])
 @permission_classes([AllowAny])
 def current_tenant(request: Request) -> Response:
     """Public facts about the workspace at this address, for sign-in pages and clients."""
-    tenant = request.tenant  # type: ignore[attr-defined]
+    tenant = request.tenant
     return Response({"slug": tenant.slug, "name": tenant.name, "status": tenant.status})

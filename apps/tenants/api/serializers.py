@@ -7,11 +7,16 @@ from apps.tenants.selectors import tenant_primary_url
 
 
 class TenantCreateInput(serializers.Serializer[dict[str, object]]):
-    slug = serializers.CharField(max_length=30, help_text="Becomes <slug>.<base domain> and the schema name.")
+    slug = serializers.CharField(
+        max_length=30, help_text="Becomes <slug>.<base domain> and the schema name."
+    )
     name = serializers.CharField(max_length=100)
     admin_email = serializers.EmailField()
     admin_password = serializers.CharField(
-        required=False, write_only=True, min_length=10, max_length=128,
+        required=False,
+        write_only=True,
+        min_length=10,
+        max_length=128,
         help_text="Leave out to have one generated and returned once.",
     )
     plan = serializers.SlugField(required=False, max_length=32)
@@ -23,13 +28,26 @@ class TenantSuspendInput(serializers.Serializer[dict[str, object]]):
 
 
 class TenantOutput(serializers.ModelSerializer[Tenant]):
-    plan = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    plan: serializers.SlugRelatedField[Tenant] = serializers.SlugRelatedField(
+        slug_field="code", read_only=True
+    )
     domains = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
 
     class Meta:
         model = Tenant
-        fields = ["slug", "name", "status", "suspended_reason", "suspended_at", "plan", "domains", "url", "schema_name", "created_at"]
+        fields = [
+            "slug",
+            "name",
+            "status",
+            "suspended_reason",
+            "suspended_at",
+            "plan",
+            "domains",
+            "url",
+            "schema_name",
+            "created_at",
+        ]
         read_only_fields = fields
 
     def get_domains(self, tenant: Tenant) -> list[str]:

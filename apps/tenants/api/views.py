@@ -54,7 +54,11 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
     def scoped_queryset(self) -> QuerySet[Any]:
         return tenant_list()
 
-    @extend_schema(summary="Provision an organisation", request=TenantCreateInput, responses={201: TenantCreatedOutput})
+    @extend_schema(
+        summary="Provision an organisation",
+        request=TenantCreateInput,
+        responses={201: TenantCreatedOutput},
+    )
     def create(self, request: Request) -> Response:
         data = TenantCreateInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -70,12 +74,16 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         )
         return Response(output.data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Suspend an organisation", request=TenantSuspendInput, responses=TenantOutput)
+    @extend_schema(
+        summary="Suspend an organisation", request=TenantSuspendInput, responses=TenantOutput
+    )
     @action(detail=True, methods=["post"])
     def suspend(self, request: Request, slug: str) -> Response:
         data = TenantSuspendInput(data=request.data)
         data.is_valid(raise_exception=True)
-        tenant = services.tenant_suspend(tenant=self.get_object(), reason=data.validated_data["reason"], actor=request.user)
+        tenant = services.tenant_suspend(
+            tenant=self.get_object(), reason=data.validated_data["reason"], actor=request.user
+        )
         return Response(TenantOutput(tenant).data)
 
     @extend_schema(summary="Resume a suspended organisation", request=None, responses=TenantOutput)
@@ -86,9 +94,17 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
 
     @extend_schema(
         summary="Delete an organisation and all its data",
-        parameters=[OpenApiParameter("confirm", str, required=True, description="Repeat the slug to confirm.")],
+        parameters=[
+            OpenApiParameter(
+                "confirm", str, required=True, description="Repeat the slug to confirm."
+            )
+        ],
         responses={204: None},
     )
     def destroy(self, request: Request, slug: str) -> Response:
-        services.tenant_delete(tenant=self.get_object(), confirm=request.query_params.get("confirm"), actor=request.user)
+        services.tenant_delete(
+            tenant=self.get_object(),
+            confirm=request.query_params.get("confirm"),
+            actor=request.user,
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

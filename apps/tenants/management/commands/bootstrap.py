@@ -51,8 +51,12 @@ class Command(BaseCommand):
         if tenant is None:
             password = credentials.get(DEMO_ADMIN) or secrets.token_urlsafe(12)
             result = tenant_provision(
-                slug=DEMO_SLUG, name=DEMO_NAME, admin_email=DEMO_ADMIN, admin_password=password,
-                plan_code="team", actor=actor,
+                slug=DEMO_SLUG,
+                name=DEMO_NAME,
+                admin_email=DEMO_ADMIN,
+                admin_password=password,
+                plan_code="team",
+                actor=actor,
             )
             tenant = result.tenant
             credentials.put(DEMO_ADMIN, password)
@@ -64,8 +68,13 @@ class Command(BaseCommand):
             if not User.objects.filter(email=PLATFORM_ADMIN).exists():
                 password = credentials.get(PLATFORM_ADMIN) or secrets.token_urlsafe(12)
                 user_create(
-                    email=PLATFORM_ADMIN, password=password, role=Role.PLATFORM_ADMIN,
-                    full_name="Platform admin", actor=actor, is_staff=True, is_superuser=True,
+                    email=PLATFORM_ADMIN,
+                    password=password,
+                    role=Role.PLATFORM_ADMIN,
+                    full_name="Platform admin",
+                    actor=actor,
+                    is_staff=True,
+                    is_superuser=True,
                 )
                 credentials.put(PLATFORM_ADMIN, password)
             else:

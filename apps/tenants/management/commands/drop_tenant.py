@@ -24,7 +24,11 @@ class Command(BaseCommand):
         if tenant is None:
             raise CommandError(f"No tenant with slug {options['slug']!r}.")
         try:
-            tenant_delete(tenant=tenant, confirm=options["confirm"], actor=Actor.system("drop_tenant command"))
+            tenant_delete(
+                tenant=tenant, confirm=options["confirm"], actor=Actor.system("drop_tenant command")
+            )
         except ServiceError as exc:
             raise CommandError(f"{exc.message} Run again with --confirm {tenant.slug}.") from exc
-        self.stdout.write(self.style.SUCCESS(f"Deleted {tenant.slug} and dropped schema {tenant.schema_name}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"Deleted {tenant.slug} and dropped schema {tenant.schema_name}.")
+        )

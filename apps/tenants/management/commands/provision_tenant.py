@@ -35,10 +35,14 @@ class Command(BaseCommand):
                 actor=Actor.system("provision_tenant command"),
             )
         except ServiceError as exc:
-            problems = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.details.items())
+            problems = "; ".join(
+                f"{field}: {' '.join(msgs)}" for field, msgs in exc.details.items()
+            )
             raise CommandError(f"{exc.message} {problems}".strip()) from exc
         url = tenant_primary_url(result.tenant)
-        self.stdout.write(self.style.SUCCESS(f"Provisioned {result.tenant.slug} ({result.tenant.schema_name})"))
+        self.stdout.write(
+            self.style.SUCCESS(f"Provisioned {result.tenant.slug} ({result.tenant.schema_name})")
+        )
         self.stdout.write(f"  URL:      {url}")
         self.stdout.write(f"  Email:    {result.admin.email}")
         if result.password_generated:
