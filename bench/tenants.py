@@ -326,7 +326,9 @@ def running_server() -> Iterator[str]:
     """Start `manage.py serve` with this process's environment; yield its base URL."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
-    log_path = Path(tempfile.mkstemp(prefix="agentfactory-bench-serve-", suffix=".log")[1])
+    fd, log_name = tempfile.mkstemp(prefix="agentfactory-bench-serve-", suffix=".log")
+    os.close(fd)
+    log_path = Path(log_name)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [

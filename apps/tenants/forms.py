@@ -5,6 +5,8 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from apps.tenants.services import tenant_slug_problems
+
 
 class SignupForm(forms.Form):
     name = forms.CharField(
@@ -44,6 +46,12 @@ class SignupForm(forms.Form):
     def __init__(self, *args: Any, base_domain: str = "localhost", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["slug"].help_text = self.fields["slug"].help_text % {"domain": base_domain}
+
+    def clean_slug(self) -> str:
+        slug = str(self.cleaned_data["slug"]).strip().lower()
+        for message in tenant_slug_problems(slug).get("slug", []):
+            self.add_error("slug", message)
+        return slug
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}

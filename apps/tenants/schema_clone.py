@@ -18,8 +18,9 @@ from django.db import connection, transaction
 from psycopg import sql
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# Rows that belong to one tenant, never to be copied from the template.
-_NEVER_COPY_ROWS = frozenset({"audit_auditevent"})
+# The only rows copied from the template: Django's own bookkeeping. Anything else that might end
+# up in the template (users, sessions, audit events) must never reach a new tenant.
+_COPY_ROWS_OF = frozenset({"django_migrations", "django_content_type", "auth_permission"})
 _lock = threading.Lock()
 _cache: dict[tuple[int, int], CloneScript] = {}
 
@@ -200,11 +201,7 @@ def _build_script(cursor: object, template: str) -> CloneScript:
         )
         triggers.extend(unqualify(row[0]) for row in cursor.fetchall())  # type: ignore[attr-defined]
 
-        if name not in _NEVER_COPY_ROWS:
-            cursor.execute(  # type: ignore[attr-defined]
-                sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(name))
-            )
-            table.has_rows = bool(cursor.fetchone()[0])  # type: ignore[attr-defined]
+        table.has_rows = name in _COPY_ROWS_OF
         tables.append(table)
 
     if not tables:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from apps.tenants.models import Domain, Plan, Tenant
 
@@ -30,10 +31,22 @@ def plan_default() -> Plan | None:
     return Plan.objects.filter(is_default=True).first()
 
 
-def tenant_primary_url(tenant: Tenant) -> str:
-    """The address people use to reach the tenant, e.g. http://acme.localhost:8000/."""
+def tenant_primary_url(tenant: Tenant, request: HttpRequest | None = None) -> str:
+    """The address people use to reach the tenant, e.g. http://acme.localhost:8000/.
+
+    During a request, the scheme and port are the ones the visitor used; elsewhere (commands,
+    e-mails) they come from SITE_SCHEME and SITE_PORT.
+    """
     domain = next((d.domain for d in tenant.domains.all() if d.is_primary), None)
     if domain is None:
         domain = f"{tenant.slug}.{settings.BASE_DOMAIN}"
-    port = f":{settings.SITE_PORT}" if settings.SITE_PORT else ""
-    return f"{settings.SITE_SCHEME}://{domain}{port}/"
+    if request is not None:
+        # The port the visitor typed (in the Host header), not the one the server listens on.
+        host = request.get_host()
+        scheme = request.scheme or "http"
+        port = host.rpartition(":")[2] if ":" in host and not host.endswith("]") else ""
+        default_port = {"http": "80", "https": "443"}.get(scheme)
+    else:
+        scheme, port, default_port = settings.SITE_SCHEME, settings.SITE_PORT, None
+    suffix = f":{port}" if port and port != default_port else ""
+    return f"{scheme}://{domain}{suffix}/"

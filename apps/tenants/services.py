@@ -13,7 +13,7 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management import call_command
 from django.core.validators import validate_email
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django_tenants.utils import schema_context, schema_exists
@@ -46,7 +46,8 @@ def schema_name_for(slug: str) -> str:
     return slug.replace("-", "_")
 
 
-def _validate_slug(slug: str) -> dict[str, list[str]]:
+def tenant_slug_problems(slug: str) -> dict[str, list[str]]:
+    """Why ``slug`` cannot be used for a new tenant (empty when it can). Read-only."""
     if not SLUG_PATTERN.match(slug) or "--" in slug:
         return {
             "slug": [
@@ -58,7 +59,12 @@ def _validate_slug(slug: str) -> dict[str, list[str]]:
         }
     if slug in settings.TENANT_RESERVED_SLUGS or slug.startswith("pg-"):
         return {"slug": [_("This address is reserved. Choose another.")]}
-    if Tenant.objects.filter(slug=slug).exists() or schema_exists(schema_name_for(slug)):
+    taken = (
+        Tenant.objects.filter(slug=slug).exists()
+        or schema_exists(schema_name_for(slug))
+        or Domain.objects.filter(domain=f"{slug}.{settings.BASE_DOMAIN}").exists()
+    )
+    if taken:
         return {"slug": [_("This address is already taken. Choose another.")]}
     return {}
 
@@ -96,7 +102,7 @@ def tenant_provision(
     custom_domain = (custom_domain or "").strip().lower() or None
 
     errors: dict[str, list[str]] = {}
-    errors |= _validate_slug(slug)
+    errors |= tenant_slug_problems(slug)
     if not name or len(name) > 100:
         errors["name"] = [_("Enter a name of 1 to 100 characters.")]
     try:
@@ -119,6 +125,38 @@ def tenant_provision(
         raise InvalidInput(_("The organisation could not be created."), details=errors)
 
     schema_name = schema_name_for(slug)
+    try:
+        return _provision(
+            slug,
+            name,
+            admin_email,
+            password,
+            password_generated,
+            plan,
+            custom_domain,
+            schema_name,
+            actor,
+        )
+    except IntegrityError as exc:
+        # Another request took the slug or domain between validation and insert.
+        raise InvalidInput(
+            _("The organisation could not be created."),
+            details=tenant_slug_problems(slug)
+            or {"custom_domain": [_("This domain is already in use.")]},
+        ) from exc
+
+
+def _provision(
+    slug: str,
+    name: str,
+    admin_email: str,
+    password: str,
+    password_generated: bool,
+    plan: Plan | None,
+    custom_domain: str | None,
+    schema_name: str,
+    actor: Any,
+) -> ProvisionedTenant:
     with schema_context(settings.PUBLIC_SCHEMA_NAME), transaction.atomic():
         tenant = Tenant(schema_name=schema_name, slug=slug, name=name, plan=plan)
         tenant.full_clean()

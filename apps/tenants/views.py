@@ -54,7 +54,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 for message in messages:
                     form.add_error(target if target in form.fields else None, message)
         else:
-            url = tenant_primary_url(result.tenant)
+            url = tenant_primary_url(result.tenant, request)
             return render(
                 request,
                 "tenants/signup_done.html",

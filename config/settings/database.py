@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from config.embedded import embedded_database_url
 from config.env import BASE_DIR, env, parse_database_url
 
@@ -10,10 +12,21 @@ DATABASE_IS_EMBEDDED = not _url
 if DATABASE_IS_EMBEDDED:
     _url = embedded_database_url(env.path("DATA_DIR", default=BASE_DIR / ".data"))
 
+_database: dict[str, Any] = parse_database_url(_url).as_django("django_tenants.postgresql_backend")
+# Under ASGI every request runs its queries on a fresh thread, so Django's persistent connections
+# are never reused; a pool saves a connect per request. Safe with schemas: django-tenants forgets
+# the search path when a connection is returned and sets it again on every new cursor.
+_pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+if _pool_size > 0:
+    _database["OPTIONS"] = {
+        **_database["OPTIONS"],
+        "pool": {"min_size": 1, "max_size": _pool_size, "timeout": 10},
+    }
+
 DATABASES = {
-    "default": parse_database_url(_url).as_django("django_tenants.postgresql_backend")
-    | {
-        "CONN_MAX_AGE": env.int("DATABASE_CONN_MAX_AGE", default=0),
+    "default": {
+        **_database,
+        "CONN_MAX_AGE": 0,  # the pool, not Django, keeps connections
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": env.str("DATABASE_TEST_NAME", default=None)},
     }

@@ -154,3 +154,44 @@ def test_custom_domain_routes_to_the_tenant(db, settings):
     )
     response = Client(HTTP_HOST="agents.initech.example").get("/api/v1/tenant/")
     assert response.json()["slug"] == "initech"
+
+
+def test_two_simultaneous_sign_ups_for_one_slug_give_one_tenant_and_one_clear_error(committed):
+    import threading
+
+    from django.db import connections
+
+    from apps.tenants.services import tenant_delete
+
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def sign_up(index: int) -> None:
+        try:
+            start.wait()
+            outcomes.append(
+                tenant_provision(
+                    slug="race-co", name=f"Race {index}", admin_email=f"a{index}@race.example"
+                )
+            )
+        except Exception as exc:  # the outcome is what is asserted
+            outcomes.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=sign_up, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        errors = [o for o in outcomes if isinstance(o, Exception)]
+        assert len(outcomes) == 2
+        assert len(errors) == 1
+        assert isinstance(errors[0], InvalidInput), errors[0]
+        assert "slug" in errors[0].details
+        assert Tenant.objects.filter(slug="race-co").count() == 1
+    finally:
+        tenant = Tenant.objects.filter(slug="race-co").first()
+        if tenant is not None:
+            tenant_delete(tenant=tenant, confirm="race-co")

@@ -54,7 +54,7 @@ class TenantOutput(serializers.ModelSerializer[Tenant]):
         return [d.domain for d in tenant.domains.all()]
 
     def get_url(self, tenant: Tenant) -> str:
-        return tenant_primary_url(tenant)
+        return tenant_primary_url(tenant, self.context.get("request"))
 
 
 class TenantCreatedOutput(TenantOutput):

@@ -68,6 +68,7 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         output = TenantCreatedOutput(
             result.tenant,
             context={
+                **self.get_serializer_context(),
                 "admin_email": result.admin.email,
                 "admin_password": result.admin_password if result.password_generated else None,
             },
@@ -84,13 +85,13 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
         tenant = services.tenant_suspend(
             tenant=self.get_object(), reason=data.validated_data["reason"], actor=request.user
         )
-        return Response(TenantOutput(tenant).data)
+        return Response(TenantOutput(tenant, context=self.get_serializer_context()).data)
 
     @extend_schema(summary="Resume a suspended organisation", request=None, responses=TenantOutput)
     @action(detail=True, methods=["post"])
     def resume(self, request: Request, slug: str) -> Response:
         tenant = services.tenant_resume(tenant=self.get_object(), actor=request.user)
-        return Response(TenantOutput(tenant).data)
+        return Response(TenantOutput(tenant, context=self.get_serializer_context()).data)
 
     @extend_schema(
         summary="Delete an organisation and all its data",

@@ -4,6 +4,7 @@ Celery worker is started alongside and stopped with it."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -39,13 +40,16 @@ class Command(BaseCommand):
                 ],
                 env=os.environ.copy(),
             )
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into a normal exit lets
+        # exit hooks run, so the embedded PostgreSQL is released (and stopped when last out).
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         self.stdout.write(f"Serving on http://{options['host']}:{options['port']}/ (Ctrl+C stops)")
         try:
             uvicorn.run(
                 "config.asgi:application",
                 host=options["host"],
                 port=options["port"],
-                ws="websockets",
+                ws="websockets-sansio",
                 lifespan="off",
                 log_config=None,
                 proxy_headers=True,
