@@ -196,3 +196,9 @@ def product_server(django_db_setup, tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests last: while Playwright's browser is open, its event loop is current in the
+    main thread and Django refuses synchronous database calls there."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)

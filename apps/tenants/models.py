@@ -52,7 +52,12 @@ class Tenant(TenantMixin):
     suspended_reason = models.CharField(_("suspension reason"), max_length=500, blank=True)
     suspended_at = models.DateTimeField(_("suspended at"), null=True, blank=True)
     plan = models.ForeignKey(
-        Plan, on_delete=models.PROTECT, null=True, blank=True, related_name="tenants"
+        Plan,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="tenants",
+        verbose_name=_("plan"),
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 

@@ -11,27 +11,36 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from apps.core.exceptions import ServiceError
 
-_DEFAULTS: dict[int, tuple[str, str]] = {
-    400: ("bad_request", "The request could not be understood."),
-    401: ("not_authenticated", "Authentication credentials were not provided or are invalid."),
-    403: ("permission_denied", "You do not have permission to perform this action."),
-    404: ("not_found", "The requested resource was not found."),
-    405: ("method_not_allowed", "This method is not allowed on this resource."),
-    406: ("not_acceptable", "The requested response format is not available."),
-    409: ("conflict", "The request conflicts with the current state of the resource."),
-    413: ("payload_too_large", "The request body is too large."),
-    415: ("unsupported_media_type", "The request body must be JSON."),
-    422: ("unprocessable", "The request was understood but cannot be processed."),
-    429: ("throttled", "Too many requests. Try again later."),
-    500: ("server_error", "Something went wrong on our side. It has been logged."),
-    503: ("unavailable", "The service is temporarily unavailable. Try again shortly."),
+_DEFAULTS: dict[int, tuple[str, Any]] = {
+    400: ("bad_request", gettext_lazy("The request could not be understood.")),
+    401: (
+        "not_authenticated",
+        gettext_lazy("Authentication credentials were not provided or are invalid."),
+    ),
+    403: ("permission_denied", gettext_lazy("You do not have permission to perform this action.")),
+    404: ("not_found", gettext_lazy("The requested resource was not found.")),
+    405: ("method_not_allowed", gettext_lazy("This method is not allowed on this resource.")),
+    406: ("not_acceptable", gettext_lazy("The requested response format is not available.")),
+    409: (
+        "conflict",
+        gettext_lazy("The request conflicts with the current state of the resource."),
+    ),
+    413: ("payload_too_large", gettext_lazy("The request body is too large.")),
+    415: ("unsupported_media_type", gettext_lazy("The request body must be JSON.")),
+    422: ("unprocessable", gettext_lazy("The request was understood but cannot be processed.")),
+    429: ("throttled", gettext_lazy("Too many requests. Try again later.")),
+    500: ("server_error", gettext_lazy("Something went wrong on our side. It has been logged.")),
+    503: (
+        "unavailable",
+        gettext_lazy("The service is temporarily unavailable. Try again shortly."),
+    ),
 }
 
 
@@ -42,11 +51,13 @@ def error_payload(
     message: str | None = None,
     details: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    default_code, default_message = _DEFAULTS.get(status_code, ("error", "The request failed."))
+    default_code, default_message = _DEFAULTS.get(
+        status_code, ("error", gettext_lazy("The request failed."))
+    )
     return {
         "error": {
             "code": code or default_code,
-            "message": message or _(default_message),
+            "message": str(message or default_message),
             "details": details or {},
         }
     }
@@ -79,7 +90,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = error_payload(
             status_code,
             code="invalid",
-            message=_("Some fields are invalid. See details for each field."),
+            message=str(gettext_lazy("Some fields are invalid. See details for each field.")),
             details=details,
         )
         return response
