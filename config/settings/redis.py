@@ -5,12 +5,16 @@ from __future__ import annotations
 from config.env import env
 
 REDIS_URL = env.str("REDIS_URL", default="")
+# Separates deployments (or test runs) sharing one Redis.
+CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="")
 
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
+            "KEY_PREFIX": CACHE_KEY_PREFIX,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
             "KEY_FUNCTION": "django_tenants.cache.make_key",
             "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         }
@@ -23,7 +27,7 @@ if REDIS_URL:
                 # A long streamed reply must not be truncated by the default capacity of 100.
                 "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1500),
                 "expiry": 60,
-                "prefix": env.str("CHANNEL_LAYER_PREFIX", default="asgi"),
+                "prefix": f"{CACHE_KEY_PREFIX}asgi",
             },
         }
     }

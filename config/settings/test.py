@@ -1,5 +1,13 @@
 """The test suite: real PostgreSQL and Redis when their URLs are set, embedded otherwise."""
 
+import os
+import uuid
+
+# Each run gets its own cache and channel-layer keys in a shared Redis, so state left by an
+# earlier run (rate-limit counters, cached values) cannot leak in. Set in the environment so that
+# servers started by the tests use the same prefix.
+os.environ.setdefault("CACHE_KEY_PREFIX", f"test-{uuid.uuid4().hex[:12]}:")
+
 from config.settings.base import *  # noqa: F403
 
 SECRET_KEY = "test-key-not-secret"  # noqa: S105
