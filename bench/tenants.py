@@ -427,7 +427,7 @@ def run_http(base_url: str, tenant_host: str, expected_slug: str, requests: int)
     return HttpResult(
         tenant_ms=tenant_ms,
         plain_ms=plain_ms,
-        conn_max_age=os.environ.get("DATABASE_CONN_MAX_AGE", "0 (default)"),
+        conn_max_age=os.environ.get("DATABASE_POOL_MAX_SIZE", "10 (default)"),
     )
 
 
@@ -541,7 +541,7 @@ def report(
         print("=" * 78)
         print(
             f"HTTP latency, one keep-alive client, {tenant.count} interleaved requests each "
-            f"after {WARMUP_REQUESTS} warm-up (DATABASE_CONN_MAX_AGE={http.conn_max_age})"
+            f"after {WARMUP_REQUESTS} warm-up (DATABASE_POOL_MAX_SIZE={http.conn_max_age})"
         )
         print()
         print(

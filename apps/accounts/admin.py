@@ -16,7 +16,8 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin[User]):
     fieldsets = (
         (None, {"fields": ("email", "password")}),
         (_("Profile"), {"fields": ("full_name", "role")}),
-        (_("Access"), {"fields": ("is_active", "is_staff", "is_superuser")}),
+        # Access follows the role; superuser status is not granted from the admin.
+        (_("Access"), {"fields": ("is_active", "is_staff")}),
         (_("Dates"), {"fields": ("last_login", "date_joined")}),
     )
     add_fieldsets = (

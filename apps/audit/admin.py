@@ -2,14 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin
 from django.http import HttpRequest
 
 from apps.audit.models import AuditEvent
+from apps.core.admin import RoleGatedAdmin
 from apps.core.admin_sites import platform_admin_site, tenant_admin_site
 
 
-class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
+class AuditEventAdmin(RoleGatedAdmin):
     """Read-only: the trail is append-only, even for administrators."""
 
     list_display = (
@@ -34,9 +34,6 @@ class AuditEventAdmin(admin.ModelAdmin[AuditEvent]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return bool(request.user.is_active and request.user.is_staff)
 
 
 platform_admin_site.register(AuditEvent, AuditEventAdmin)

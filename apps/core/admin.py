@@ -12,7 +12,27 @@ from django.http import HttpRequest
 from apps.audit.services import audit_record
 
 
-class AuditedModelAdmin(admin.ModelAdmin[Any]):
+class RoleGatedAdmin(admin.ModelAdmin[Any]):
+    """Whoever the site admits (by role, see admin_sites.py) may use its models; subclasses
+    narrow this further. Django's per-model permission rows are not used for admin access."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.has_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.admin_site.has_permission(request)
+
+
+class AuditedModelAdmin(RoleGatedAdmin):
     def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
         with transaction.atomic():
             super().save_model(request, obj, form, change)

@@ -175,7 +175,6 @@ def _provision(
                 role=Role.TENANT_ADMIN,
                 actor=actor,
                 is_staff=True,
-                is_superuser=True,
             )
             audit_record(
                 action="tenant.provisioned",

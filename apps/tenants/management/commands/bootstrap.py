@@ -74,7 +74,6 @@ class Command(BaseCommand):
                     full_name="Platform admin",
                     actor=actor,
                     is_staff=True,
-                    is_superuser=True,
                 )
                 credentials.put(PLATFORM_ADMIN, password)
             else:
