@@ -29,7 +29,7 @@ install: $(VENV)/.runtime
 install-dev: $(VENV)/.dev
 
 bootstrap: install
-	$(BIN)/python manage.py bootstrap --demo
+	SITE_PORT=$(PORT) $(BIN)/python manage.py bootstrap --demo
 
 run: bootstrap
 	$(BIN)/python manage.py serve --host $(HOST) --port $(PORT)
