@@ -8,7 +8,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from apps.tenants.channels import TenantWebsocketStack  # noqa: E402
 from config.routing import websocket_urlpatterns  # noqa: E402
@@ -16,8 +15,8 @@ from config.routing import websocket_urlpatterns  # noqa: E402
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            TenantWebsocketStack(URLRouter(websocket_urlpatterns))
-        ),
+        # The stack checks that Origin is the handshake's own host (not ALLOWED_HOSTS, which is
+        # "*" in production), then resolves the tenant, session and user.
+        "websocket": TenantWebsocketStack(URLRouter(websocket_urlpatterns)),
     }
 )

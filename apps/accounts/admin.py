@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import User
+from apps.accounts.permissions import role_choices_for_current_schema
 from apps.core.admin import AuditedModelAdmin
 from apps.core.admin_sites import platform_admin_site, tenant_admin_site
 
@@ -25,6 +30,18 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin[User]):
     )
     readonly_fields = ("last_login", "date_joined")
     filter_horizontal = ()
+
+    def user_change_password(
+        self, request: HttpRequest, id: str, form_url: str = ""
+    ) -> HttpResponse:
+        # Django's view saves and logs separately; the change and its audit event commit together.
+        with transaction.atomic():
+            return super().user_change_password(request, id, form_url)
+
+    def formfield_for_choice_field(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "role":
+            kwargs["choices"] = role_choices_for_current_schema()
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
 
 
 platform_admin_site.register(User, UserAdmin)

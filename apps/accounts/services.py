@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from apps.accounts.models import Role, User
+from apps.accounts.permissions import roles_for_current_schema
 from apps.audit.services import audit_record
+from apps.core.exceptions import InvalidInput
 
 
 def user_create(
@@ -20,6 +23,10 @@ def user_create(
     is_staff: bool = False,
     is_superuser: bool = False,
 ) -> User:
+    if role not in roles_for_current_schema():
+        raise InvalidInput(
+            _("This role does not exist here."), details={"role": [_("Choose another role.")]}
+        )
     with transaction.atomic():
         user = User.objects.create_user(
             email,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,9 +15,30 @@ GENESIS_HASH = "0" * 64
 
 
 def normalise_metadata(metadata: dict[str, Any] | None) -> dict[str, Any]:
-    """The form the metadata takes once stored as jsonb, so hashing before and after agree."""
-    result: dict[str, Any] = json.loads(json.dumps(metadata or {}, cls=DjangoJSONEncoder))
+    """The form the metadata takes once stored as jsonb, so hashing before and after agree.
+
+    jsonb cannot hold NUL characters or non-finite numbers, and turns integral floats such as
+    1e20 or -0.0 into integers; doing the same here keeps the recomputed hash identical.
+    """
+    result: dict[str, Any] = _jsonb_safe(
+        json.loads(json.dumps(metadata or {}, cls=DjangoJSONEncoder))
+    )
     return result
+
+
+def _jsonb_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_jsonb_safe(key): _jsonb_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_jsonb_safe(item) for item in value]
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if value.is_integer():
+            return int(value)
+    return value
 
 
 def normalise_ip(ip: str | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import admin
@@ -33,29 +34,43 @@ class RoleGatedAdmin(admin.ModelAdmin[Any]):
 
 
 class AuditedModelAdmin(RoleGatedAdmin):
-    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            audit_record(
-                action=f"{obj._meta.model_name}.{'changed' if change else 'created'}",
-                actor=request.user,
-                target_type=obj._meta.model_name or "",
-                target_id=obj.pk,
-                metadata={"via": "admin", "fields": sorted(form.changed_data)},
-            )
+    """Every addition, change (including inline edits and password changes) and deletion made in
+    an admin site is audited, with Django's own description of what changed."""
 
-    def delete_model(self, request: HttpRequest, obj: Model) -> None:
-        with transaction.atomic():
-            pk = obj.pk
-            super().delete_model(request, obj)
-            audit_record(
-                action=f"{obj._meta.model_name}.deleted",
-                actor=request.user,
-                target_type=obj._meta.model_name or "",
-                target_id=pk,
-                metadata={"via": "admin", "repr": str(obj)[:200]},
-            )
+    def log_addition(self, request: HttpRequest, obj: Model, message: Any) -> Any:
+        self._audit(request, obj, "created", message)
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request: HttpRequest, obj: Model, message: Any) -> Any:
+        self._audit(request, obj, "changed", message)
+        return super().log_change(request, obj, message)
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        # Called before every deletion, by the delete page and the bulk action alike.
+        for obj in queryset:
+            self._audit(request, obj, "deleted", "")
+        return super().log_deletions(request, queryset)
 
     def delete_queryset(self, request: HttpRequest, queryset: Any) -> None:
-        for obj in queryset:
-            self.delete_model(request, obj)
+        with transaction.atomic():
+            super().delete_queryset(request, queryset)
+
+    @staticmethod
+    def _audit(request: HttpRequest, obj: Model, verb: str, message: Any) -> None:
+        audit_record(
+            action=f"{obj._meta.model_name}.{verb}",
+            actor=request.user,
+            target_type=obj._meta.model_name or "",
+            target_id=obj.pk or "",
+            metadata={"via": "admin", "object": str(obj)[:200], "change": _describe(message)},
+        )
+
+
+def _describe(message: Any) -> Any:
+    """Django stores change messages as JSON text; keep them structured in the trail."""
+    if isinstance(message, str) and message.startswith("["):
+        try:
+            return json.loads(message)
+        except ValueError:
+            return message
+    return message if isinstance(message, list | str) else str(message)

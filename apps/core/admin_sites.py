@@ -9,7 +9,7 @@ from django.contrib.admin import AdminSite
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
-from apps.accounts.models import Role
+from apps.accounts.permissions import has_permission
 
 
 class PlatformAdminSite(AdminSite):
@@ -22,7 +22,7 @@ class PlatformAdminSite(AdminSite):
         return bool(
             user.is_active
             and user.is_staff
-            and (user.is_superuser or getattr(user, "role", None) == Role.PLATFORM_ADMIN)
+            and (user.is_superuser or has_permission(user, "tenants:manage"))
         )
 
 
@@ -36,7 +36,7 @@ class TenantAdminSite(AdminSite):
         return bool(
             user.is_active
             and user.is_staff
-            and (user.is_superuser or getattr(user, "role", None) == Role.TENANT_ADMIN)
+            and (user.is_superuser or has_permission(user, "members:manage"))
         )
 
 

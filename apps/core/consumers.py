@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.accounts.models import User
+from apps.accounts.selectors import user_identity
 from apps.tenants.channels import CLOSE_UNAUTHENTICATED, TenantJsonConsumer
-
-
-def _describe(user_id: int) -> dict[str, Any]:
-    user = User.objects.get(pk=user_id)
-    return {"user": user.email, "role": user.role, "members": User.objects.count()}
 
 
 class WhoAmIConsumer(TenantJsonConsumer):
@@ -32,5 +27,5 @@ class WhoAmIConsumer(TenantJsonConsumer):
             )
 
     async def _send_identity(self) -> None:
-        identity = await self.db(_describe, self.scope["user"].pk)
+        identity = await self.db(user_identity, user_id=self.scope["user"].pk)
         await self.send_json({"type": "identity", "tenant": self.tenant.slug, **identity})

@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.cache import cache
-from django.db import connection
+from django.db import close_old_connections, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -32,8 +32,15 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def _check_database() -> None:
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    # Runs on an executor thread Django never cleans up after: start from a healthy connection and
+    # always close it (or hand it back to the pool), or each such thread would keep a connection
+    # open, and a dead one forever.
+    close_old_connections()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    finally:
+        connection.close()
 
 
 def _check_cache() -> None:
@@ -64,10 +71,11 @@ async def _run(name: str, check: Callable[[], Any]) -> tuple[str, str | None]:
                 sync_to_async(check, thread_sensitive=False)(), CHECK_TIMEOUT_SECONDS
             )
     except TimeoutError:
+        logger.warning("readiness check %s timed out", name)
         return name, "timed out"
-    except Exception as exc:  # any failure means not ready; the reason is reported, not raised
-        logger.warning("readiness check %s failed: %s", name, exc.__class__.__name__)
-        return name, f"{exc.__class__.__name__}: {exc}".strip()[:300]
+    except Exception as exc:  # any failure means not ready; details go to the log only
+        logger.warning("readiness check %s failed: %s: %s", name, exc.__class__.__name__, exc)
+        return name, "failing"
     return name, None
 
 

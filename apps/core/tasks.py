@@ -11,6 +11,7 @@ from typing import Any
 
 from celery import Task, shared_task
 from django.conf import settings
+from django.db import transaction
 
 from apps.core.context import bound, request_id_var
 from apps.tenants.db import connection
@@ -35,27 +36,28 @@ class TenantTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         from apps.tenants.models import Tenant
 
-        schema = self._header(SCHEMA_HEADER) or settings.PUBLIC_SCHEMA_NAME
-        previous = getattr(connection, "tenant", None)
-        if schema == settings.PUBLIC_SCHEMA_NAME:
-            connection.set_schema_to_public()
-        else:
-            connection.set_schema_to_public()
-            tenant = Tenant.objects.filter(schema_name=schema).first()
-            if tenant is None:  # deleted since dispatch: nothing left to act on
-                return None
-            connection.set_tenant(tenant)
+        previous = connection.tenant
+        schema = self._header(SCHEMA_HEADER)
+        if schema is None and self.request.is_eager:
+            schema = connection.schema_name  # .apply() in-process: the caller's schema
+        schema = schema or settings.PUBLIC_SCHEMA_NAME
         try:
+            connection.set_schema_to_public()
+            if schema != settings.PUBLIC_SCHEMA_NAME:
+                tenant = Tenant.objects.filter(schema_name=schema).first()
+                if tenant is None:  # deleted since dispatch: nothing left to act on
+                    return None
+                connection.set_tenant(tenant)
             with bound(tenant=schema, request_id=self._header(REQUEST_ID_HEADER) or "-"):
                 return super().__call__(*args, **kwargs)
         finally:
-            if (
-                previous is not None
-                and getattr(previous, "schema_name", None) != settings.PUBLIC_SCHEMA_NAME
-            ):
-                connection.set_tenant(previous)
-            else:
-                connection.set_schema_to_public()
+            connection.set_tenant(previous)
+
+    def delay_on_commit(self, *args: Any, **kwargs: Any) -> None:
+        """Dispatch after the current transaction commits, in the schema active *now* (when the
+        callback runs, an outer ``schema_context`` may already have been left)."""
+        headers = {SCHEMA_HEADER: connection.schema_name, REQUEST_ID_HEADER: request_id_var.get()}
+        transaction.on_commit(lambda: self.apply_async(args, kwargs, headers=headers))
 
 
 @shared_task(name="core.tenant_snapshot")

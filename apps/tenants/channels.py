@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -50,11 +51,27 @@ def _lookup_tenant(hostname: str) -> Tenant | None:
     return tenant_for_host(hostname)
 
 
-def _host_of(scope: dict[str, Any]) -> str:
+def _header(scope: dict[str, Any], wanted: bytes) -> str | None:
     for name, value in scope.get("headers", []):
-        if name == b"host":
-            return remove_www(value.decode("latin-1").split(":")[0]).lower()
-    return ""
+        if name == wanted:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _host_of(scope: dict[str, Any]) -> str:
+    return remove_www((_header(scope, b"host") or "").split(":")[0]).lower()
+
+
+def _origin_matches_host(scope: dict[str, Any]) -> bool:
+    """A page on another host (another tenant's, or any site) may not open a socket here with
+    the visitor's cookies. Browsers always send Origin; clients that send none carry their own
+    credentials, not a victim's."""
+    origin = _header(scope, b"origin")
+    if origin is None:
+        return True
+    parsed = urlsplit(origin)
+    host = (_header(scope, b"host") or "").lower()
+    return bool(parsed.netloc) and parsed.netloc.lower() == host
 
 
 async def _deny(receive: Callable[..., Any], send: Callable[..., Any], code: int) -> None:
@@ -73,6 +90,8 @@ class TenantWebsocketMiddleware:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        if not _origin_matches_host(scope):
+            return await _deny(receive, send, CLOSE_FORBIDDEN)
         tenant = await database_sync_to_async(_lookup_tenant)(_host_of(scope))
         if tenant is None or tenant.is_public:
             return await _deny(receive, send, CLOSE_UNKNOWN_HOST)

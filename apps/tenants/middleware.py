@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.core.exceptions import DisallowedHost
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import set_urlconf
@@ -17,6 +20,8 @@ from apps.core.middleware import is_api_request, json_error_response
 from apps.tenants.db import connection
 from apps.tenants.selectors import tenant_for_host
 
+logger = logging.getLogger(__name__)
+
 # Probes and scrapers answer on any host (including a bare IP) and never touch tenant data.
 HOST_INDEPENDENT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
@@ -25,6 +30,9 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
     def process_request(self, request: HttpRequest) -> HttpResponse | None:
         connection.set_schema_to_public()
         if request.path in HOST_INDEPENDENT_PATHS:
+            # Probes arrive with whatever Host the orchestrator uses (often a bare pod IP); these
+            # views never use the host, so skip its validation for them only.
+            request.get_host = request._get_raw_host  # type: ignore[method-assign,attr-defined]
             request.urlconf = settings.PUBLIC_SCHEMA_URLCONF
             set_urlconf(request.urlconf)
             return None
@@ -33,7 +41,11 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
             hostname = remove_www(request.get_host().split(":")[0])
         except DisallowedHost:
             return self._unknown_host(request)
-        tenant = tenant_for_host(hostname)
+        try:
+            tenant = tenant_for_host(hostname)
+        except DatabaseError:
+            logger.exception("tenant lookup failed")
+            return self._unavailable(request)
         if tenant is None:
             return self._unknown_host(request)
 
@@ -54,6 +66,17 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
         if is_api_request(request):
             return json_error_response(404, code="unknown_host", message=message)
         return render(request, "tenants/unknown_host.html", {"message": message}, status=404)
+
+    @staticmethod
+    def _unavailable(request: HttpRequest) -> HttpResponse:
+        translation.activate(translation.get_language_from_request(request))
+        message = _("The service is temporarily unavailable. Try again shortly.")
+        if is_api_request(request):
+            response = json_error_response(503, message=message)
+        else:
+            response = render(request, "503.html", {"message": message}, status=503)
+        response["Retry-After"] = "30"
+        return response
 
     @staticmethod
     def _suspended(request: HttpRequest, tenant: object) -> HttpResponse:

@@ -18,9 +18,6 @@ from django.db import connection, transaction
 from psycopg import sql
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-# The only rows copied from the template: Django's own bookkeeping. Anything else that might end
-# up in the template (users, sessions, audit events) must never reach a new tenant.
-_COPY_ROWS_OF = frozenset({"django_migrations", "django_content_type", "auth_permission"})
 _lock = threading.Lock()
 _cache: dict[tuple[int, int], CloneScript] = {}
 
@@ -201,7 +198,9 @@ def _build_script(cursor: object, template: str) -> CloneScript:
         )
         triggers.extend(unqualify(row[0]) for row in cursor.fetchall())  # type: ignore[attr-defined]
 
-        table.has_rows = name in _COPY_ROWS_OF
+        # Only listed tables (Django's bookkeeping by default): users, sessions or audit events
+        # that might end up in the template must never reach a new tenant.
+        table.has_rows = name in settings.TENANT_TEMPLATE_COPY_TABLES
         tables.append(table)
 
     if not tables:

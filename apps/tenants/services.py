@@ -72,6 +72,9 @@ def tenant_slug_problems(slug: str) -> dict[str, list[str]]:
 def _validate_domain(domain: str) -> dict[str, list[str]]:
     if not _HOSTNAME.match(domain):
         return {"custom_domain": [_("Enter a host name such as agents.example.com.")]}
+    if domain.startswith("www."):
+        # Routing ignores a leading www., so the name without it is what must be registered.
+        return {"custom_domain": [_("Leave out the www. prefix; both forms will work.")]}
     if domain == settings.BASE_DOMAIN or domain.endswith(f".{settings.BASE_DOMAIN}"):
         return {
             "custom_domain": [
@@ -137,7 +140,7 @@ def tenant_provision(
             schema_name,
             actor,
         )
-    except IntegrityError as exc:
+    except (IntegrityError, ValidationError) as exc:
         # Another request took the slug or domain between validation and insert.
         raise InvalidInput(
             _("The organisation could not be created."),

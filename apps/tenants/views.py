@@ -22,13 +22,23 @@ def landing(request: HttpRequest) -> HttpResponse:
     return render(request, "tenants/landing.html")
 
 
+def _signup_key(request: HttpRequest) -> str:
+    return f"signup-rate:{request.META.get('REMOTE_ADDR', '')}"
+
+
 def _signup_allowed(request: HttpRequest) -> bool:
-    key = f"signup-rate:{request.META.get('REMOTE_ADDR', '')}"
-    cache.add(key, 0, timeout=3600)
-    try:
-        return cache.incr(key) <= SIGNUPS_PER_ADDRESS_PER_HOUR
-    except ValueError:  # expired between add and incr
-        return True
+    """Workspaces created from this address in the last hour are under the limit. Only created
+    workspaces count: a mistyped form costs nothing."""
+    return int(cache.get(_signup_key(request), 0)) < SIGNUPS_PER_ADDRESS_PER_HOUR
+
+
+def _signup_count(request: HttpRequest) -> None:
+    key = _signup_key(request)
+    if not cache.add(key, 1, timeout=3600):
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.add(key, 1, timeout=3600)
 
 
 @require_http_methods(["GET", "POST"])
@@ -54,6 +64,7 @@ def signup(request: HttpRequest) -> HttpResponse:
                 for message in messages:
                     form.add_error(target if target in form.fields else None, message)
         else:
+            _signup_count(request)
             url = tenant_primary_url(result.tenant, request)
             return render(
                 request,

@@ -14,9 +14,12 @@ if DATABASE_IS_EMBEDDED:
 
 _database: dict[str, Any] = parse_database_url(_url).as_django("django_tenants.postgresql_backend")
 # Under ASGI every request runs its queries on a fresh thread, so Django's persistent connections
-# are never reused; a pool saves a connect per request. Safe with schemas: django-tenants forgets
-# the search path when a connection is returned and sets it again on every new cursor.
-_pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=10)
+# are never reused; a pool saves a connect per request (~7 ms here). Safe with schemas:
+# django-tenants forgets the search path when a connection is returned and sets it again on every
+# new cursor. Off by default: with its checkout check, psycopg_pool (3.2.8, 3.3.3) stalled until
+# timeout after the server dropped its connections (a restart, a failover); without the check,
+# each dead connection fails one request. PgBouncer in transaction mode is the production choice.
+_pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=0)
 if _pool_size > 0:
     _database["OPTIONS"] = {
         **_database["OPTIONS"],
@@ -27,6 +30,8 @@ DATABASES = {
     "default": {
         **_database,
         "CONN_MAX_AGE": 0,  # the pool, not Django, keeps connections
+        # With the pool, this also checks each connection on checkout, so one the server dropped
+        # (restart, failover) is replaced instead of failing the request that drew it.
         "CONN_HEALTH_CHECKS": True,
         "TEST": {"NAME": env.str("DATABASE_TEST_NAME", default=None)},
     }

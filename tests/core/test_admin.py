@@ -43,3 +43,36 @@ def test_the_audit_trail_is_read_only_in_the_admin(db, client_for, acme):
     client = client_for(acme.host, acme.admin_email)
     assert client.get("/admin/audit/auditevent/").status_code == 200
     assert client.get("/admin/audit/auditevent/add/").status_code == 403
+
+
+def test_admin_changes_are_audited_with_what_changed(db, client_for, acme):
+    from django_tenants.utils import schema_context
+
+    from apps.audit.models import AuditEvent
+
+    client = client_for(acme.host, acme.admin_email)
+    response = client.post(
+        "/admin/accounts/user/add/",
+        {
+            "email": "new@acme.example",
+            "role": "developer",
+            "password1": "a-long-secret-1",
+            "password2": "a-long-secret-1",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    with schema_context(acme.schema):
+        event = AuditEvent.objects.filter(action="user.created").order_by("-id").first()
+        user_id = event.target_id
+    assert event.actor_label == acme.admin_email
+    assert event.metadata["via"] == "admin"
+
+    response = client.post(
+        f"/admin/accounts/user/{user_id}/password/",
+        {"password1": "another-long-secret-2", "password2": "another-long-secret-2"},
+    )
+    assert response.status_code == 302
+    with schema_context(acme.schema):
+        event = AuditEvent.objects.order_by("-id").first()
+    assert (event.action, event.target_id) == ("user.changed", user_id)
+    assert "password" in str(event.metadata["change"]).lower()

@@ -57,6 +57,13 @@ def test_readyz_is_503_naming_the_database_when_postgres_is_unreachable(tmp_path
         assert response.json()["failing"] == ["database"]
         # The process stays alive and answers probes while its database is away.
         assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+        # Tenant pages say the service is unavailable (503), in the API's format on API paths.
+        api = httpx.get(
+            f"{server.base_url}/api/v1/tenant/", headers={"Host": "acme.localhost"}, timeout=20
+        )
+        assert api.status_code == 503
+        assert api.json()["error"]["code"] == "unavailable"
+        assert api.headers["Retry-After"] == "30"
     finally:
         server.stop()
 

@@ -1,12 +1,14 @@
 """Celery tasks run in the schema they were dispatched from — through a real Redis broker and a
 real worker when REDIS_URL is set, eagerly in-process otherwise."""
 
+from typing import cast
+
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django_tenants.utils import schema_context
 
-from apps.core.tasks import tenant_snapshot
+from apps.core.tasks import TenantTask, tenant_snapshot
 from apps.tenants.db import connection
 from config.celery import app
 
@@ -42,12 +44,28 @@ def test_task_reads_the_data_of_the_tenant_that_dispatched_it(worker, acme, glob
     assert from_globex.get(timeout=30) == {"schema": "globex", "users": 5}
 
 
-def test_eager_task_leaves_the_callers_schema_alone(acme):
+def test_task_applied_in_process_runs_in_the_callers_schema(acme):
     with schema_context(acme.schema):
-        tenant_snapshot.apply()
+        assert tenant_snapshot.apply().get() == {"schema": "acme", "users": 3}
         assert connection.schema_name == "acme"
 
 
-def test_task_for_a_deleted_tenant_does_nothing(worker):
-    result = tenant_snapshot.apply_async(headers={"tenant_schema": "gone_tenant"})
-    assert result.get(timeout=30) is None
+def test_dispatch_on_commit_keeps_the_schema_of_the_moment_it_was_asked(
+    db, worker, acme, django_capture_on_commit_callbacks
+):
+    # db: the test runs in a transaction, so on_commit callbacks wait for a commit.
+    task = cast(TenantTask, tenant_snapshot)
+    with django_capture_on_commit_callbacks() as callbacks, schema_context(acme.schema):
+        task.delay_on_commit()
+    assert len(callbacks) == 1  # nothing is sent before the commit
+    # The callback runs after the schema_context was left, as on_commit callbacks do.
+    assert connection.schema_name == "public"
+    result = callbacks[0]()
+    assert result.get(timeout=30) == {"schema": "acme", "users": 3}
+
+
+def test_task_for_a_deleted_tenant_does_nothing_and_restores_the_caller(worker, acme):
+    with schema_context(acme.schema):
+        result = tenant_snapshot.apply_async(headers={"tenant_schema": "gone_tenant"})
+        assert result.get(timeout=30) is None
+        assert connection.schema_name == "acme"

@@ -91,15 +91,40 @@ async def test_unknown_host_is_refused_with_4404():
     assert await _close_code(communicator) == 4404
 
 
-async def test_foreign_origin_is_refused(acme):
+@pytest.mark.parametrize("origin", ["http://evil.example.com", "http://globex.localhost", "null"])
+async def test_a_page_on_another_host_cannot_open_a_socket_with_the_users_cookies(acme, origin):
     session = await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/whoami/",
-        headers=_headers(acme.host, session, origin="http://evil.example.com"),
-    )
+    communicator = await _connect(acme.host, session, origin=origin)
+    assert await _close_code(communicator) == 4403
+
+
+async def test_the_origin_check_does_not_depend_on_allowed_hosts(acme, settings):
+    settings.ALLOWED_HOSTS = ["*"]  # as in production
+    session = await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
+    communicator = await _connect(acme.host, session, origin="http://globex.localhost")
+    assert await _close_code(communicator) == 4403
+
+
+async def test_a_client_sending_no_origin_is_judged_by_its_own_credentials(acme):
+    session = await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
+    headers = [(b"host", acme.host.encode()), (b"cookie", f"sessionid={session}".encode())]
+    communicator = WebsocketCommunicator(application, "/ws/whoami/", headers=headers)
     connected, _ = await communicator.connect()
-    assert not connected
+    assert connected
+    assert (await communicator.receive_json_from())["tenant"] == "acme"
+    await communicator.disconnect()
+
+
+async def test_suspended_tenant_is_refused_with_4423(acme):
+    from apps.tenants.models import Tenant
+
+    suspend = database_sync_to_async(Tenant.objects.filter(pk=acme.tenant.pk).update)
+    await suspend(status="suspended")
+    try:
+        communicator = await _connect(acme.host)
+        assert await _close_code(communicator) == 4423
+    finally:
+        await suspend(status="active")
 
 
 async def test_unexpected_message_gets_an_error_and_the_connection_stays_usable(acme):

@@ -128,6 +128,7 @@ def test_generated_password_is_returned_once_and_works(db):
         ({"custom_domain": "acme.localhost"}, "custom_domain"),
         ({"custom_domain": "localhost"}, "custom_domain"),
         ({"custom_domain": "initech.localhost"}, "custom_domain"),
+        ({"custom_domain": "www.initech.example"}, "custom_domain"),
     ],
 )
 def test_bad_input_is_refused_and_nothing_is_written(db, acme, overrides, field):

@@ -3,6 +3,7 @@
 import pytest
 from django.test import Client
 
+from apps.tenants.models import Tenant
 from apps.tenants.services import tenant_resume, tenant_suspend
 
 
@@ -54,12 +55,13 @@ def test_host_outside_allowed_hosts_gets_a_404(db):
     ("path", "content_type"), [("/", "text/html"), ("/api/v1/tenant/", "application/json")]
 )
 def test_suspended_tenant_answers_403_with_an_explanation(db, acme, path, content_type):
-    tenant_suspend(tenant=acme.tenant, reason="Unpaid invoice")
+    tenant = Tenant.objects.get(pk=acme.tenant.pk)  # a copy: the session's object stays as it was
+    tenant_suspend(tenant=tenant, reason="Unpaid invoice")
     response = Client(HTTP_HOST=acme.host).get(path)
     assert response.status_code == 403
     assert response["Content-Type"].startswith(content_type)
     assert "suspended" in response.content.decode()
-    tenant_resume(tenant=acme.tenant)
+    tenant_resume(tenant=tenant)
     assert Client(HTTP_HOST=acme.host).get("/api/v1/tenant/").status_code == 200
 
 

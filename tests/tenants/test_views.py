@@ -54,3 +54,13 @@ def test_sign_ups_from_one_address_are_rate_limited(db):
     assert response.status_code == 429
     assert "Too many workspaces" in response.content.decode()
     assert not Tenant.objects.filter(slug="rate-x").exists()
+
+
+def test_mistyped_sign_ups_do_not_count_against_the_limit(db):
+    client = Client(HTTP_HOST="localhost", REMOTE_ADDR="198.51.100.8")
+    for _ in range(6):
+        response = client.post(
+            "/signup/", FORM | {"password1": "12345678", "password2": "12345678"}
+        )
+        assert response.status_code == 400
+    assert client.post("/signup/", FORM).status_code == 201

@@ -31,7 +31,11 @@ class RolePermission(permissions.BasePermission):
                 action="permission.denied",
                 actor=request.user,
                 outcome=AuditEvent.Outcome.DENIED,
-                metadata={"permission": required, "method": request.method, "path": request.path},
+                metadata={
+                    "permission": required,
+                    "method": request.method,
+                    "path": request.get_full_path()[:500],
+                },
             )
         return allowed
 
@@ -41,6 +45,9 @@ class ScopedViewSet(viewsets.GenericViewSet[Any]):
     permission_map: ClassVar[dict[str, str | None]] = {}
 
     def required_permission(self) -> str | None:
+        if self.action in (None, "metadata"):
+            # No such method here (DRF answers 405), or OPTIONS, which only describes the API.
+            return None
         try:
             return self.permission_map[self.action]
         except KeyError:

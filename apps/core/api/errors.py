@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils.translation import gettext_lazy
@@ -69,6 +69,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
             error_payload(exc.status, code=exc.code, message=exc.message, details=exc.details),
             status=exc.status,
         )
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_payload(413), status=413)
     if isinstance(exc, DjangoValidationError):
         exc = exceptions.ValidationError(detail=_django_validation_details(exc))
     elif isinstance(exc, Http404):

@@ -41,7 +41,6 @@ class TenantViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
     serializer_class = TenantOutput
     filterset_class = TenantFilter
     lookup_field = "slug"
-    ordering = "slug"
     permission_map = {
         "list": "tenants:read",
         "retrieve": "tenants:read",
