@@ -65,7 +65,7 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
         message = _("There is no organisation at this address. Check the link you followed.")
         if is_api_request(request):
             return json_error_response(404, code="unknown_host", message=message)
-        return render(request, "tenants/unknown_host.html", {"message": message}, status=404)
+        return _page(request, _("No workspace here"), message, status=404)
 
     @staticmethod
     def _unavailable(request: HttpRequest) -> HttpResponse:
@@ -74,7 +74,7 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
         if is_api_request(request):
             response = json_error_response(503, message=message)
         else:
-            response = render(request, "503.html", {"message": message}, status=503)
+            response = _page(request, _("Temporarily unavailable"), message, status=503)
         response["Retry-After"] = "30"
         return response
 
@@ -87,6 +87,11 @@ class TenantRoutingMiddleware(TenantMainMiddleware):
         )
         if is_api_request(request):
             return json_error_response(403, code="tenant_suspended", message=message)
-        return render(
-            request, "tenants/suspended.html", {"message": message, "tenant": tenant}, status=403
-        )
+        return _page(request, _("Workspace suspended"), message, status=403, warning=True)
+
+
+def _page(
+    request: HttpRequest, heading: str, message: str, *, status: int, warning: bool = False
+) -> HttpResponse:
+    context = {"heading": heading, "message": message, "warning": warning}
+    return render(request, "message_page.html", context, status=status)
