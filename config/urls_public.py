@@ -8,7 +8,7 @@ from config.urls_common import urlpatterns as common
 urlpatterns = [
     path("", include("apps.core.urls_public")),
     path("", include("apps.tenants.urls")),
-    path("accounts/", include("apps.accounts.urls")),
+    path("accounts/", include("allauth.urls")),
     path("admin/", platform_admin_site.urls),
     path("api/v1/", include("apps.tenants.api.urls")),
     path("api/v1/", include("apps.audit.api.urls")),

@@ -56,9 +56,14 @@ def _provision_org(slug: str, name: str, members: int) -> Org:
     with schema_context(result.tenant.schema_name):
         for index in range(members):
             email = f"member{index}@{slug}.example"
-            user_create(email=email, password=PASSWORD, role=Role.MEMBER)
+            user_create(email=email, password=PASSWORD, role=Role.MEMBER, email_verified=True)
             emails.append(email)
-        user_create(email=f"auditor@{slug}.example", password=PASSWORD, role=Role.AUDITOR)
+        user_create(
+            email=f"auditor@{slug}.example",
+            password=PASSWORD,
+            role=Role.AUDITOR,
+            email_verified=True,
+        )
     return Org(result.tenant, f"{slug}.{settings.BASE_DOMAIN}", result.admin.email, tuple(emails))
 
 
@@ -102,8 +107,14 @@ def _seed() -> None:
             password=PASSWORD,
             role=Role.PLATFORM_ADMIN,
             is_staff=True,
+            email_verified=True,
         )
-        user_create(email="publisher@agentfactory.example", password=PASSWORD, role=Role.PUBLISHER)
+        user_create(
+            email="publisher@agentfactory.example",
+            password=PASSWORD,
+            role=Role.PUBLISHER,
+            email_verified=True,
+        )
     # Different member counts make it obvious which schema a reader actually saw.
     _provision_org("acme", "Acme Corp", members=1)
     _provision_org("globex", "Globex Inc", members=3)

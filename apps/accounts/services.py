@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.account.models import EmailAddress
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -22,7 +23,11 @@ def user_create(
     actor: Any = None,
     is_staff: bool = False,
     is_superuser: bool = False,
+    email_verified: bool = False,
 ) -> User:
+    """Create a user in the current schema. ``email_verified`` is for callers that have proven the
+    address themselves (an accepted invitation, an identity provider, the organisation's founder
+    at sign-up); anyone else gets a confirmation e-mail on first sign-in."""
     if role not in roles_for_current_schema():
         raise InvalidInput(
             _("This role does not exist here."), details={"role": [_("Choose another role.")]}
@@ -35,6 +40,9 @@ def user_create(
             full_name=full_name,
             is_staff=is_staff,
             is_superuser=is_superuser,
+        )
+        EmailAddress.objects.create(
+            user=user, email=user.email, primary=True, verified=email_verified
         )
         audit_record(
             action="user.created",

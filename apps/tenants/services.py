@@ -178,6 +178,7 @@ def _provision(
                 role=Role.TENANT_ADMIN,
                 actor=actor,
                 is_staff=True,
+                email_verified=True,
             )
             audit_record(
                 action="tenant.provisioned",
@@ -265,6 +266,9 @@ def tenant_delete(*, tenant: Tenant, confirm: str | None, actor: Any = None) -> 
             },
         )
         with connection.cursor() as cursor:
+            # Deferred foreign-key checks still pending on the schema's tables (rows written
+            # earlier in this transaction) would make the drop fail: run them now.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
             cursor.execute(
                 sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
                     sql.Identifier(tenant.schema_name)

@@ -42,6 +42,12 @@ SHARED_APPS = [
     "django_filters",
     "django_prometheus",
     "channels",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
+    "allauth.socialaccount.providers.saml",
+    "allauth.socialaccount.providers.openid_connect",
 ]
 # Everything an organisation owns lives in its own schema (design.md, Tenancy).
 TENANT_APPS = [
@@ -51,6 +57,10 @@ TENANT_APPS = [
     "django.contrib.admin",
     "apps.accounts",
     "apps.audit",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "allauth.socialaccount",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
@@ -65,6 +75,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
     "apps.core.middleware.RequestUserContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -95,9 +106,6 @@ TEMPLATES = [
 ]
 
 AUTH_USER_MODEL = "accounts.User"
-LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "core:home"
-LOGOUT_REDIRECT_URL = "accounts:login"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {
@@ -136,6 +144,7 @@ METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 
 from config.settings.api import *  # noqa: E402,F403
+from config.settings.auth import *  # noqa: E402,F403
 from config.settings.database import *  # noqa: E402,F403
 from config.settings.logging import *  # noqa: E402,F403
 from config.settings.redis import *  # noqa: E402,F403

@@ -46,7 +46,7 @@ def test_api_never_returns_another_tenants_event(db, acme, globex, client_for):
 def test_an_account_of_one_tenant_cannot_sign_in_at_another(db, acme, globex, client_for):
     response = client_for(globex.host).post(
         "/accounts/login/",
-        {"username": acme.admin_email, "password": "correct-horse-battery-staple"},
+        {"login": acme.admin_email, "password": "correct-horse-battery-staple"},
     )
     assert response.status_code == 200  # the form again, with an error
     assert "_auth_user_id" not in response.wsgi_request.session

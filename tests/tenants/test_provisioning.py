@@ -83,7 +83,7 @@ def test_new_tenant_admin_can_sign_in_on_its_host(db):
     )
     client = Client(HTTP_HOST="initech.localhost")
     response = client.post(
-        "/accounts/login/", {"username": "boss@initech.example", "password": PASSWORD}
+        "/accounts/login/", {"login": "boss@initech.example", "password": PASSWORD}
     )
     assert response.status_code == 302
     assert "Welcome to Initech" in client.get("/").content.decode()

@@ -74,6 +74,7 @@ class Command(BaseCommand):
                     full_name="Platform admin",
                     actor=actor,
                     is_staff=True,
+                    email_verified=True,
                 )
                 credentials.put(PLATFORM_ADMIN, password)
             else:
