@@ -12,5 +12,6 @@ urlpatterns = [
     path("admin/", platform_admin_site.urls),
     path("api/v1/", include("apps.tenants.api.urls")),
     path("api/v1/", include("apps.audit.api.urls")),
+    path("api/v1/", include("apps.accounts.api.urls")),
     *common,
 ]

@@ -11,5 +11,6 @@ urlpatterns = [
     path("admin/", tenant_admin_site.urls),
     path("api/v1/", include("apps.core.api.urls")),
     path("api/v1/", include("apps.audit.api.urls")),
+    path("api/v1/", include("apps.accounts.api.urls")),
     *common,
 ]

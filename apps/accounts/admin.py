@@ -2,12 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext_lazy as _
 
-from apps.accounts.models import User
+from apps.accounts.api_keys import api_key_revoke
+from apps.accounts.models import ApiKey, User
 from apps.accounts.permissions import role_choices_for_current_schema
 from apps.core.admin import AuditedModelAdmin
 from apps.core.admin_sites import platform_admin_site, tenant_admin_site
@@ -46,3 +48,43 @@ class UserAdmin(AuditedModelAdmin, DjangoUserAdmin[User]):
 
 platform_admin_site.register(User, UserAdmin)
 tenant_admin_site.register(User, UserAdmin)
+
+
+class ApiKeyAdmin(AuditedModelAdmin):
+    """Administrators see and revoke keys; secrets were never stored, so none can be shown."""
+
+    list_display = (
+        "name",
+        "prefix",
+        "user",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    list_filter = ("revoked_at",)
+    search_fields = ("name", "prefix", "user__email")
+    readonly_fields = (
+        "user",
+        "name",
+        "prefix",
+        "scopes",
+        "created_at",
+        "expires_at",
+        "last_used_at",
+        "revoked_at",
+    )
+    exclude = ("key_hash",)
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # keys are created by their owner, who alone sees the secret
+
+    @admin.action(description=_("Revoke the selected API keys"))
+    def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(api_key=api_key, actor=request.user)
+
+
+platform_admin_site.register(ApiKey, ApiKeyAdmin)
+tenant_admin_site.register(ApiKey, ApiKeyAdmin)

@@ -13,17 +13,20 @@ from django.conf import settings
 from apps.accounts.models import PLATFORM_ROLES, TENANT_ROLES, Role
 from apps.tenants.db import connection
 
+# Everyone signed in may manage their own API keys.
+_EVERYONE = frozenset({"api_keys:own"})
+
 MATRIX: dict[str, frozenset[str]] = {
-    Role.TENANT_ADMIN: frozenset({"audit:read", "audit:export", "members:read", "members:manage"}),
-    Role.DEVELOPER: frozenset(),
-    Role.OPERATOR: frozenset(),
-    Role.ANALYST: frozenset(),
-    Role.AUDITOR: frozenset({"audit:read", "audit:export"}),
-    Role.MEMBER: frozenset(),
-    Role.PLATFORM_ADMIN: frozenset(
-        {"tenants:read", "tenants:manage", "plans:manage", "audit:read"}
-    ),
-    Role.PUBLISHER: frozenset(),
+    Role.TENANT_ADMIN: _EVERYONE
+    | frozenset({"audit:read", "audit:export", "members:read", "members:manage"}),
+    Role.DEVELOPER: _EVERYONE,
+    Role.OPERATOR: _EVERYONE,
+    Role.ANALYST: _EVERYONE,
+    Role.AUDITOR: _EVERYONE | frozenset({"audit:read", "audit:export"}),
+    Role.MEMBER: _EVERYONE,
+    Role.PLATFORM_ADMIN: _EVERYONE
+    | frozenset({"tenants:read", "tenants:manage", "plans:manage", "audit:read"}),
+    Role.PUBLISHER: _EVERYONE,
 }
 
 
@@ -37,12 +40,19 @@ def role_choices_for_current_schema() -> list[tuple[str, Any]]:
     return [(value, label) for value, label in Role.choices if value in allowed]
 
 
-def has_permission(user: Any, permission: str) -> bool:
+def permissions_of(user: Any) -> frozenset[str]:
+    """Everything ``user``'s role grants here (empty for inactive or anonymous users)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return frozenset()
+    if user.role not in roles_for_current_schema():
+        return frozenset()
+    return MATRIX.get(user.role, frozenset())
+
+
+def has_permission(user: Any, permission: str, *, api_key: Any = None) -> bool:
     """True when the active, signed-in ``user`` holds ``permission`` through their role — a role
     that counts only in the kind of schema it belongs to (a ``platform_admin`` row inside a tenant
-    grants nothing)."""
-    if user is None or not user.is_authenticated or not user.is_active:
-        return False
-    if user.role not in roles_for_current_schema():
-        return False
-    return permission in MATRIX.get(user.role, frozenset())
+    grants nothing). With an ``api_key``, the permission must also be among the key's scopes."""
+    if api_key is not None and permission not in api_key.scopes:
+        return False  # a key may do less than its owner, never more
+    return permission in permissions_of(user)

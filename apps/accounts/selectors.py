@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from apps.accounts.models import User
+from django.db.models import QuerySet
+
+from apps.accounts.models import ApiKey, User
 
 
 def user_identity(*, user_id: int) -> dict[str, Any]:
     """Who a user is and how many people share their organisation."""
     user = User.objects.get(pk=user_id)
     return {"user": user.email, "role": user.role, "members": User.objects.count()}
+
+
+def api_key_list_for(*, user: Any) -> QuerySet[ApiKey]:
+    """The caller's own keys, newest first."""
+    return ApiKey.objects.filter(user=user).order_by("-created_at", "-id")

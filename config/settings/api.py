@@ -2,6 +2,8 @@
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # First: its WWW-Authenticate (Bearer) is what a 401 advertises.
+        "apps.core.api.authentication.ApiKeyAuthentication",
         "apps.core.api.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

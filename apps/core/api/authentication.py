@@ -1,7 +1,12 @@
 from __future__ import annotations
 
-from rest_framework import authentication
+from typing import Any
+
+from django.utils.translation import gettext as _
+from rest_framework import authentication, exceptions
 from rest_framework.request import Request
+
+from apps.accounts.api_keys import api_key_resolve
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
@@ -9,3 +14,27 @@ class SessionAuthentication(authentication.SessionAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Session realm="api"'
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """``Authorization: Bearer af_…`` with a key of this organisation. The owner's current role
+    and active status are honoured on every call: a deactivated owner's keys stop at once."""
+
+    keyword = "Bearer"
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _sep, presented = header.partition(" ")
+        if scheme != self.keyword:
+            return None
+        api_key = api_key_resolve(presented.strip())
+        if api_key is None:
+            raise exceptions.AuthenticationFailed(
+                _("The API key is invalid, expired or revoked, or its owner is deactivated.")
+            )
+        return api_key.user, api_key
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="api"'

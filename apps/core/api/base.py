@@ -13,6 +13,7 @@ from django.db.models import QuerySet
 from rest_framework import permissions, viewsets
 from rest_framework.request import Request
 
+from apps.accounts.models import ApiKey
 from apps.accounts.permissions import has_permission
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
@@ -25,13 +26,15 @@ class RolePermission(permissions.BasePermission):
         required = view.required_permission()
         if required is None:
             return True
-        allowed = has_permission(request.user, required)
+        api_key = request.auth if isinstance(request.auth, ApiKey) else None
+        allowed = has_permission(request.user, required, api_key=api_key)
         if not allowed and request.user.is_authenticated:
             audit_record(
                 action="permission.denied",
                 actor=request.user,
                 outcome=AuditEvent.Outcome.DENIED,
                 metadata={
+                    "api_key": api_key.prefix if api_key else None,
                     "permission": required,
                     "method": request.method,
                     "path": request.get_full_path()[:500],
