@@ -29,16 +29,18 @@ class RolePermission(permissions.BasePermission):
         api_key = request.auth if isinstance(request.auth, ApiKey) else None
         allowed = has_permission(request.user, required, api_key=api_key)
         if not allowed and request.user.is_authenticated:
+            metadata = {
+                "permission": required,
+                "method": request.method,
+                "path": request.get_full_path()[:500],
+            }
+            if api_key is not None:
+                metadata["api_key"] = api_key.prefix
             audit_record(
                 action="permission.denied",
                 actor=request.user,
                 outcome=AuditEvent.Outcome.DENIED,
-                metadata={
-                    "api_key": api_key.prefix if api_key else None,
-                    "permission": required,
-                    "method": request.method,
-                    "path": request.get_full_path()[:500],
-                },
+                metadata=metadata,
             )
         return allowed
 
