@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from apps.accounts.api.serializers import ApiKeyCreatedOutput, ApiKeyCreateInput, ApiKeyOutput
 from apps.accounts.api_keys import api_key_create, api_key_revoke
-from apps.accounts.models import User
+from apps.accounts.models import ApiKey, User
 from apps.accounts.selectors import api_key_list_for
 from apps.core.api.base import ScopedViewSet
 
@@ -25,6 +25,7 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, ScopedView
     only in the response that creates it."""
 
     serializer_class = ApiKeyOutput
+    schema_model = ApiKey
     permission_map = {
         "list": "api_keys:own",
         "retrieve": "api_keys:own",
