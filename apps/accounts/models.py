@@ -117,3 +117,37 @@ class ApiKey(models.Model):
         return self.revoked_at is None and (
             self.expires_at is None or self.expires_at > timezone.now()
         )
+
+
+class SecurityPolicy(models.Model):
+    """The organisation's sign-in rules (one row per schema, see ``security_policy_get``)."""
+
+    require_mfa = models.BooleanField(
+        _("require two-factor authentication"),
+        default=False,
+        help_text=_("Everyone must set up an authenticator app before using the workspace."),
+    )
+    require_sso = models.BooleanField(
+        _("require single sign-on"),
+        default=False,
+        help_text=_(
+            "Password sign-in is refused for everyone except the break-glass administrator."
+        ),
+    )
+    break_glass_user = models.ForeignKey(
+        User,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("break-glass administrator"),
+        help_text=_("A tenant admin who may still sign in with a password when SSO is required."),
+    )
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("security policy")
+        verbose_name_plural = _("security policy")
+
+    def __str__(self) -> str:
+        return str(_("Security policy"))

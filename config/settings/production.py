@@ -4,6 +4,7 @@ from config.env import env, require
 from config.settings.base import *  # noqa: F403
 
 SECRET_KEY = require("DJANGO_SECRET_KEY")
+FIELD_ENCRYPTION_KEYS = require("FIELD_ENCRYPTION_KEYS").split(",")
 DEBUG = False
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["*"])  # tenant routing rejects unknown hosts
 SESSION_COOKIE_SECURE = True

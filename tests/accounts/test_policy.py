@@ -1,0 +1,41 @@
+"""The organisation's security policy: validated, audited, and never able to lock everyone out."""
+
+import pytest
+from django_tenants.utils import schema_context
+
+from apps.accounts.policy import (
+    password_sign_in_allowed,
+    security_policy_get,
+    security_policy_update,
+)
+from apps.audit.models import AuditEvent
+from apps.core.exceptions import InvalidInput
+
+
+def test_requiring_sso_needs_a_break_glass_tenant_admin(db, acme):
+    with schema_context(acme.schema):
+        admin = acme.user(acme.admin_email)
+        with pytest.raises(InvalidInput) as error:
+            security_policy_update(actor=admin, require_sso=True)
+        assert "break_glass_user" in error.value.details
+        assert security_policy_get().require_sso is False
+
+        member = acme.user(acme.member_emails[0])
+        with pytest.raises(InvalidInput):
+            security_policy_update(actor=admin, require_sso=True, break_glass_user=member)
+
+        security_policy_update(actor=admin, require_sso=True, break_glass_user=admin)
+        assert password_sign_in_allowed(admin)
+        assert not password_sign_in_allowed(member)
+        event = AuditEvent.objects.filter(action="security_policy.changed").get()
+        assert event.metadata["before"]["require_sso"] is False
+        assert event.metadata["after"] == {
+            "require_mfa": False,
+            "require_sso": True,
+            "break_glass_user": admin.email,
+        }
+
+
+def test_unknown_settings_are_refused(db, acme):
+    with schema_context(acme.schema), pytest.raises(InvalidInput):
+        security_policy_update(actor=None, allow_everything=True)
