@@ -18,3 +18,8 @@ def user_identity(*, user_id: int) -> dict[str, Any]:
 def api_key_list_for(*, user: Any) -> QuerySet[ApiKey]:
     """The caller's own keys, newest first."""
     return ApiKey.objects.filter(user=user).order_by("-created_at", "-id")
+
+
+def member_list() -> QuerySet[User]:
+    """Everyone in the organisation, with how they sign in."""
+    return User.objects.order_by("email").prefetch_related("socialaccount_set")

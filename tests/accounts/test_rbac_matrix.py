@@ -34,6 +34,8 @@ PLATFORM_ROLES = ["platform_admin", "publisher", None]
 #   auth_flow   sign-in, sign-out, MFA and SSO pages: never a 500 for anyone
 #   admin_readonly  behind the admin gate, but refused (403) even to admins: adding audit events,
 #               API keys or tenants, and the autocomplete endpoint without its parameters
+#   view        a page decorated with permission_required: the permission it declares decides
+#   view        a page decorated with permission_required: the permission it declares decides
 #   home        the site's start page (the workspace home needs sign-in; the landing page does not)
 PAGE_RULES: list[tuple[str, str]] = [
     (r"^(healthz|readyz|metrics)$", "public"),
@@ -46,6 +48,7 @@ PAGE_RULES: list[tuple[str, str]] = [
     (r"^admin/(audit/auditevent|accounts/apikey|tenants/tenant)/add/$", "admin_readonly"),
     (r"^admin/autocomplete/$", "admin_readonly"),
     (r"^admin/", "admin"),
+    (r"^people/", "view"),
     (r"^$", "home"),
 ]
 
@@ -124,6 +127,18 @@ def _expect_viewset(role: str | None, permission: str | None, status: int) -> st
     return None if ok and status < 500 else f"got {status}"
 
 
+def _check_view(role: str | None, permission: str, response: Any) -> str | None:
+    status = response.status_code
+    if role is None:
+        return (
+            None
+            if status == 302 and "/accounts/login/" in response["Location"]
+            else f"got {status}"
+        )
+    allowed = permission in MATRIX[role]
+    return None if status == (200 if allowed else 403) else f"got {status} (needs {permission})"
+
+
 def _check_page(
     rule: str, role: str | None, admin_permission: str, response: Any, *, home_is_public: bool
 ) -> str | None:
@@ -197,9 +212,14 @@ def _run_matrix(
             if "<" in route.pattern and rule == "admin":
                 continue  # object pages go through the same admin_view gate as the lists below
             response = client.get(path)
-            problem = _check_page(
-                rule, role, admin_permission, response, home_is_public=home_is_public
-            )
+            if rule == "view":
+                permission = getattr(route.callback, "required_permission", None)
+                assert permission, f"{route.pattern}: decorate the view with permission_required"
+                problem = _check_view(role, permission, response)
+            else:
+                problem = _check_page(
+                    rule, role, admin_permission, response, home_is_public=home_is_public
+                )
             if problem:
                 failures.append(f"GET {path} ({rule}) as {role}: {problem}")
     return failures
