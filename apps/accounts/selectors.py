@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
-from apps.accounts.models import ApiKey, User
+from apps.accounts.models import ApiKey, Invitation, User
 
 
 def user_identity(*, user_id: int) -> dict[str, Any]:
@@ -23,3 +23,7 @@ def api_key_list_for(*, user: Any) -> QuerySet[ApiKey]:
 def member_list() -> QuerySet[User]:
     """Everyone in the organisation, with how they sign in."""
     return User.objects.order_by("email").prefetch_related("socialaccount_set")
+
+
+def invitation_list() -> QuerySet[Invitation]:
+    return Invitation.objects.select_related("invited_by").order_by("-created_at", "-id")

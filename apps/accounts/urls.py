@@ -1,4 +1,4 @@
-"""Workspace pages for managing people (tenant admins)."""
+"""Workspace pages for managing people (tenant admins) and joining by invitation."""
 
 from django.urls import path
 
@@ -7,4 +7,8 @@ from apps.accounts import views
 app_name = "accounts"
 urlpatterns = [
     path("members/", views.member_list, name="members"),
+    path("members/<int:pk>/<slug:verb>/", views.member_action, name="member-action"),
+    path("invitations/", views.invitation_create, name="invitation-create"),
+    path("invitations/<int:pk>/revoke/", views.invitation_revoke, name="invitation-revoke"),
+    path("invitations/accept/<str:token>/", views.invitation_accept, name="invitation-accept"),
 ]

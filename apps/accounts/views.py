@@ -1,14 +1,164 @@
-"""Pages for tenant admins: members and invitations."""
+"""Pages for tenant admins (members and invitations) and for invited people (accepting)."""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+from typing import cast
 
+from django.contrib import messages
+from django.contrib.auth import login
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from apps.accounts import members
 from apps.accounts.decorators import permission_required
+from apps.accounts.forms import AcceptInvitationForm, InvitationForm
+from apps.accounts.links import invitation_accept_url
+from apps.accounts.models import Invitation, User
+from apps.accounts.permissions import has_permission, role_choices_for_current_schema
+from apps.accounts.selectors import invitation_list
 from apps.accounts.selectors import member_list as select_members
+from apps.core.exceptions import InvalidInput, ServiceError
 
 
 @permission_required("members:read")
 def member_list(request: HttpRequest) -> HttpResponse:
-    return render(request, "accounts/members.html", {"members": select_members()})
+    can_manage = has_permission(request.user, "members:manage")
+    return render(
+        request,
+        "accounts/members.html",
+        {
+            "members": select_members(),
+            "invitations": invitation_list().filter(status=Invitation.Status.PENDING)
+            if can_manage
+            else [],
+            "can_manage": can_manage,
+            "roles": role_choices_for_current_schema(),
+            "invite_form": InvitationForm(),
+        },
+    )
+
+
+@require_POST
+@permission_required("members:manage")
+def member_action(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
+    member = get_object_or_404(User, pk=pk)
+    actor = cast(User, request.user)
+    try:
+        if verb == "role":
+            members.member_role_change(
+                member=member, role=request.POST.get("role", ""), actor=actor
+            )
+            messages.success(
+                request,
+                _("%(email)s is now %(role)s.")
+                % {"email": member.email, "role": member.get_role_display()},
+            )
+        elif verb == "deactivate":
+            members.member_deactivate(member=member, actor=actor)
+            messages.success(
+                request, _("%(email)s can no longer sign in.") % {"email": member.email}
+            )
+        elif verb == "reactivate":
+            members.member_reactivate(member=member, actor=actor)
+            messages.success(request, _("%(email)s can sign in again.") % {"email": member.email})
+        elif verb == "remove":
+            members.member_remove(member=member, actor=actor)
+            messages.success(request, _("%(email)s was removed.") % {"email": member.email})
+        else:
+            return HttpResponse(status=404)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("accounts:members")
+
+
+@require_POST
+@permission_required("members:manage")
+def invitation_create(request: HttpRequest) -> HttpResponse:
+    form = InvitationForm(request.POST)
+    if form.is_valid():
+        try:
+            members.invitation_create(
+                email=form.cleaned_data["email"],
+                role=form.cleaned_data["role"],
+                actor=cast(User, request.user),
+                accept_url=invitation_accept_url(request),
+            )
+        except InvalidInput as exc:
+            for field, errors in exc.details.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+        else:
+            messages.success(
+                request,
+                _("An invitation was sent to %(email)s.") % {"email": form.cleaned_data["email"]},
+            )
+            return redirect("accounts:members")
+    return render(
+        request,
+        "accounts/members.html",
+        {
+            "members": select_members(),
+            "invitations": invitation_list().filter(status=Invitation.Status.PENDING),
+            "can_manage": True,
+            "roles": role_choices_for_current_schema(),
+            "invite_form": form,
+        },
+        status=400,
+    )
+
+
+@require_POST
+@permission_required("members:manage")
+def invitation_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    invitation = get_object_or_404(Invitation, pk=pk)
+    try:
+        members.invitation_revoke(invitation=invitation, actor=cast(User, request.user))
+        messages.success(
+            request, _("The invitation to %(email)s was withdrawn.") % {"email": invitation.email}
+        )
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("accounts:members")
+
+
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """Public: the invited person chooses a password and joins."""
+    try:
+        invitation = members.invitation_for_token(token)
+    except InvalidInput as exc:
+        return render(
+            request, "accounts/invitation_invalid.html", {"message": exc.message}, status=400
+        )
+    form = AcceptInvitationForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = members.invitation_accept(
+                token=token,
+                password=form.cleaned_data["password1"],
+                full_name=form.cleaned_data["full_name"],
+            )
+        except InvalidInput as exc:
+            for field, errors in exc.details.items():
+                for error in errors:
+                    form.add_error("password1" if field == "password" else None, error)
+            if not exc.details:
+                return render(
+                    request,
+                    "accounts/invitation_invalid.html",
+                    {"message": exc.message},
+                    status=400,
+                )
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            messages.success(request, _("Welcome! You have joined the workspace."))
+            return redirect("core:home")
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request,
+        "accounts/invitation_accept.html",
+        {"form": form, "invitation": invitation},
+        status=status,
+    )

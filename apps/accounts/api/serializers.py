@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from apps.accounts.models import ApiKey
+from apps.accounts.models import ApiKey, Invitation, User
 
 
 class ApiKeyCreateInput(serializers.Serializer[dict[str, object]]):
@@ -43,3 +43,45 @@ class ApiKeyCreatedOutput(ApiKeyOutput):
 
     def get_key(self, api_key: ApiKey) -> str:
         return str(self.context["secret"])
+
+
+class MemberOutput(serializers.ModelSerializer[User]):
+    signs_in_with = serializers.SerializerMethodField()
+
+    class Meta:
+        model = User
+        fields = [
+            "id",
+            "email",
+            "full_name",
+            "role",
+            "is_active",
+            "last_login",
+            "date_joined",
+            "signs_in_with",
+        ]
+        read_only_fields = fields
+
+    def get_signs_in_with(self, user: User) -> str:
+        # socialaccount_set is prefetched by the selector: no query per member.
+        return "sso" if user.socialaccount_set.all() else "password"  # type: ignore[attr-defined]
+
+
+class MemberRoleInput(serializers.Serializer[dict[str, object]]):
+    role = serializers.CharField(max_length=32)
+
+
+class InvitationCreateInput(serializers.Serializer[dict[str, object]]):
+    email = serializers.EmailField()
+    role = serializers.CharField(max_length=32)
+
+
+class InvitationOutput(serializers.ModelSerializer[Invitation]):
+    invited_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(
+        slug_field="email", read_only=True
+    )
+
+    class Meta:
+        model = Invitation
+        fields = ["id", "email", "role", "status", "invited_by", "created_at", "accepted_at"]
+        read_only_fields = fields
