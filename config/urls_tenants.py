@@ -9,6 +9,7 @@ urlpatterns = [
     path("", include("apps.core.urls_tenant")),
     path("accounts/", include("allauth.urls")),
     path("people/", include("apps.accounts.urls")),
+    path("sso/", include("apps.sso.urls")),
     path("admin/", tenant_admin_site.urls),
     path("api/v1/", include("apps.core.api.urls")),
     path("api/v1/", include("apps.audit.api.urls")),

@@ -18,7 +18,7 @@ _EVERYONE = frozenset({"api_keys:own"})
 
 MATRIX: dict[str, frozenset[str]] = {
     Role.TENANT_ADMIN: _EVERYONE
-    | frozenset({"audit:read", "audit:export", "members:read", "members:manage"}),
+    | frozenset({"audit:read", "audit:export", "members:read", "members:manage", "sso:manage"}),
     Role.DEVELOPER: _EVERYONE,
     Role.OPERATOR: _EVERYONE,
     Role.ANALYST: _EVERYONE,

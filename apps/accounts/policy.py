@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import Role, SecurityPolicy, User
-from apps.audit.services import audit_record
+from apps.audit.models import AuditEvent
+from apps.audit.services import Actor, audit_record
 from apps.core.exceptions import InvalidInput
 
 _FIELDS = ("require_mfa", "require_sso", "break_glass_user")
 
 
 def security_policy_get() -> SecurityPolicy:
-    policy, _created = SecurityPolicy.objects.get_or_create(pk=1)
-    return policy
+    """The policy in force; an organisation that never changed it has the defaults (no row is
+    written by reading)."""
+    return SecurityPolicy.objects.filter(pk=1).first() or SecurityPolicy(pk=1)
 
 
 def security_policy_update(*, actor: Any, **changes: Any) -> SecurityPolicy:
@@ -64,3 +67,23 @@ def password_sign_in_allowed(user: User) -> bool:
     """False when the organisation requires SSO and ``user`` is not its break-glass admin."""
     policy = security_policy_get()
     return not policy.require_sso or policy.break_glass_user_id == user.pk
+
+
+def password_sign_in_check(user: User, *, attempted: str) -> None:
+    """Refuse (audited, ValidationError) a correct password when the organisation requires SSO
+    and ``user`` is not its break-glass admin. Called after the password was verified, so the
+    answer reveals nothing to someone who does not know it; used by every password form."""
+    if password_sign_in_allowed(user):
+        return
+    audit_record(
+        action="auth.login_failed",
+        actor=Actor.anonymous(attempted[:254]),
+        outcome=AuditEvent.Outcome.DENIED,
+        metadata={"reason": "sso_required", "method": "password"},
+    )
+    raise ValidationError(
+        _(
+            "Your organisation requires single sign-on. Sign in with your identity provider instead."
+        ),
+        code="sso_required",
+    )

@@ -14,5 +14,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "core/dashboard.html",
-        {"can_read_audit": has_permission(request.user, "audit:read")},
+        {
+            "can_read_audit": has_permission(request.user, "audit:read"),
+            "can_read_members": has_permission(request.user, "members:read"),
+        },
     )

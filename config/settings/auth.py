@@ -38,7 +38,19 @@ SOCIALACCOUNT_EMAIL_AUTHENTICATION = False  # never link accounts by an IdP-asse
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_STORE_TOKENS = False
 SOCIALACCOUNT_PROVIDERS: dict[str, dict[str, object]] = {
-    "openid_connect": {"OAUTH_PKCE_ENABLED": True},
+    # Organisations' own identity providers (apps/sso): allauth's providers, made strict — signed
+    # assertions, replay protection and XML errors handled for SAML; id_token signature and nonce
+    # verified for OIDC. allauth's SocialApp objects are built from apps.sso connections at run time.
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "provider_class": "apps.sso.oidc.provider.TenantOIDCProvider",
+    },
+    "saml": {"provider_class": "apps.sso.saml.provider.TenantSAMLProvider"},
 }
+# Identity-provider addresses (SAML metadata, OIDC issuer) must be https:// unless this is set
+# (development against a local IdP). The metadata fetch refuses private and loopback addresses
+# (server-side request forgery) unless SSO_ALLOW_PRIVATE_NETWORKS is set.
+SSO_ALLOW_INSECURE_URLS = env.bool("SSO_ALLOW_INSECURE_URLS", default=False)
+SSO_ALLOW_PRIVATE_NETWORKS = env.bool("SSO_ALLOW_PRIVATE_NETWORKS", default=False)
 
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 12)

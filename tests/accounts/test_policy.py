@@ -39,3 +39,30 @@ def test_requiring_sso_needs_a_break_glass_tenant_admin(db, acme):
 def test_unknown_settings_are_refused(db, acme):
     with schema_context(acme.schema), pytest.raises(InvalidInput):
         security_policy_update(actor=None, allow_everything=True)
+
+
+def test_the_admin_sign_in_obeys_require_sso_too(db, acme):
+    from django.test import Client
+
+    from tests.conftest import PASSWORD
+
+    with schema_context(acme.schema):
+        admin = acme.user(acme.admin_email)
+        second = acme.user(acme.member_emails[0])
+        second.role, second.is_staff = "tenant_admin", True
+        second.save(update_fields=["role", "is_staff"])
+        security_policy_update(actor=admin, require_sso=True, break_glass_user=admin)
+    refused = Client(HTTP_HOST=acme.host)
+    response = refused.post("/admin/login/", {"username": second.email, "password": PASSWORD})
+    assert response.status_code == 200
+    assert "requires single sign-on" in response.content.decode()
+    assert "_auth_user_id" not in refused.session
+    allowed = Client(HTTP_HOST=acme.host)
+    assert (
+        allowed.post("/admin/login/", {"username": admin.email, "password": PASSWORD}).status_code
+        == 302
+    )
+    with schema_context(acme.schema):
+        assert AuditEvent.objects.filter(
+            action="auth.login_failed", metadata__reason="sso_required"
+        ).exists()

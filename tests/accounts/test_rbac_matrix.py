@@ -50,6 +50,7 @@ PAGE_RULES: list[tuple[str, str]] = [
     (r"^admin/", "admin"),
     (r"^people/invitations/accept/", "public"),  # the signed token is the credential
     (r"^people/", "view"),
+    (r"^sso/", "view"),
     (r"^$", "home"),
 ]
 
