@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from apps.accounts.models import Role, User
 from apps.accounts.permissions import role_choices_for_current_schema
 
 
@@ -46,3 +47,29 @@ class AcceptInvitationForm(forms.Form):
         if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
             self.add_error("password2", _("The two passwords differ."))
         return cleaned
+
+
+class SecurityPolicyForm(forms.Form):
+    require_mfa = forms.BooleanField(
+        label=_("Require two-factor authentication for everyone"), required=False
+    )
+    require_sso = forms.BooleanField(
+        label=_("Require single sign-on (password sign-in only for the break-glass administrator)"),
+        required=False,
+    )
+    break_glass_user = forms.ModelChoiceField(
+        label=_("Break-glass administrator"),
+        queryset=User.objects.none(),
+        required=False,
+        help_text=_(
+            "An active tenant admin who can still sign in with a password if the identity provider fails."
+        ),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["break_glass_user"]
+        assert isinstance(field, forms.ModelChoiceField)
+        field.queryset = User.objects.filter(role=Role.TENANT_ADMIN, is_active=True).order_by(
+            "email"
+        )

@@ -22,7 +22,8 @@ from django.utils.translation import gettext as _
 from apps.accounts.models import Invitation, Role, User
 from apps.accounts.permissions import roles_for_current_schema
 from apps.accounts.services import user_create
-from apps.audit.services import audit_record
+from apps.audit.models import AuditEvent
+from apps.audit.services import Actor, audit_record
 from apps.core.exceptions import Conflict, InvalidInput
 from apps.tenants.db import connection
 
@@ -93,7 +94,22 @@ def _send_invitation(invitation: Invitation, link: str) -> None:
 
 
 def invitation_for_token(token: str) -> Invitation:
-    """The pending invitation a token names, or InvalidInput saying why it cannot be used."""
+    """The pending invitation a token names, or InvalidInput saying why it cannot be used (each
+    refusal is audited)."""
+    try:
+        return _invitation_for_token(token)
+    except InvalidInput as exc:
+        audit_record(
+            action="invitation.refused",
+            outcome=AuditEvent.Outcome.DENIED,
+            actor=Actor.anonymous(),
+            target_type="invitation",
+            metadata={"reason": exc.code},
+        )
+        raise
+
+
+def _invitation_for_token(token: str) -> Invitation:
     try:
         data = signing.loads(token, salt=_SALT, max_age=INVITATION_VALIDITY)
     except signing.SignatureExpired as exc:

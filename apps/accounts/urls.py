@@ -7,6 +7,7 @@ from apps.accounts import views
 app_name = "accounts"
 urlpatterns = [
     path("members/", views.member_list, name="members"),
+    path("security/", views.security_policy, name="security"),
     path("members/<int:pk>/<slug:verb>/", views.member_action, name="member-action"),
     path("invitations/", views.invitation_create, name="invitation-create"),
     path("invitations/<int:pk>/revoke/", views.invitation_revoke, name="invitation-revoke"),

@@ -13,10 +13,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts import members
 from apps.accounts.decorators import permission_required
-from apps.accounts.forms import AcceptInvitationForm, InvitationForm
+from apps.accounts.forms import AcceptInvitationForm, InvitationForm, SecurityPolicyForm
 from apps.accounts.links import invitation_accept_url
 from apps.accounts.models import Invitation, User
 from apps.accounts.permissions import has_permission, role_choices_for_current_schema
+from apps.accounts.policy import security_policy_get, security_policy_update
 from apps.accounts.selectors import invitation_list
 from apps.accounts.selectors import member_list as select_members
 from apps.core.exceptions import InvalidInput, ServiceError
@@ -162,3 +163,28 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
         {"form": form, "invitation": invitation},
         status=status,
     )
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("members:manage")
+def security_policy(request: HttpRequest) -> HttpResponse:
+    policy = security_policy_get()
+    initial = {
+        "require_mfa": policy.require_mfa,
+        "require_sso": policy.require_sso,
+        "break_glass_user": policy.break_glass_user_id,
+    }
+    form = SecurityPolicyForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        try:
+            security_policy_update(actor=request.user, **form.cleaned_data)
+        except InvalidInput as exc:
+            form.add_error(None, exc.message)
+            for field, errors in exc.details.items():
+                for error in errors:
+                    form.add_error(field if field in form.fields else None, error)
+        else:
+            messages.success(request, _("The security policy was saved."))
+            return redirect("accounts:security")
+    status = 400 if request.method == "POST" else 200
+    return render(request, "accounts/security.html", {"form": form}, status=status)

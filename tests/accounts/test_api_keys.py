@@ -149,3 +149,11 @@ def test_bad_input_is_explained(db, acme, client_for, body, field):
     )
     assert response.status_code == 400
     assert field in response.json()["error"]["details"]
+
+
+def test_a_refused_key_is_audited_without_its_secret(db, acme, globex, admin_key):
+    _bearer(globex, admin_key).get("/api/v1/audit/events/")
+    with schema_context(globex.schema):
+        event = AuditEvent.objects.filter(action="auth.api_key_failed").get()
+    assert event.metadata["key_prefix"] == admin_key[:15]
+    assert admin_key[15:] not in str(event.metadata)

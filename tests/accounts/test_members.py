@@ -249,3 +249,10 @@ def test_members_page_lets_an_admin_invite_and_change_roles(db, acme, client_for
         member = acme.user(acme.member_emails[0])
     response = admin.post(f"/people/members/{member.pk}/role/", {"role": "operator"}, follow=True)
     assert "is now Operator" in response.content.decode()
+
+
+def test_refused_invitation_links_are_audited(db, acme):
+    Client(HTTP_HOST=acme.host).get("/people/invitations/accept/not-a-token/")
+    with schema_context(acme.schema):
+        event = AuditEvent.objects.filter(action="invitation.refused").get()
+    assert (event.outcome, event.metadata["reason"]) == ("denied", "invitation_invalid")

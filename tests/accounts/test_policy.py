@@ -66,3 +66,33 @@ def test_the_admin_sign_in_obeys_require_sso_too(db, acme):
         assert AuditEvent.objects.filter(
             action="auth.login_failed", metadata__reason="sso_required"
         ).exists()
+
+
+def test_tenant_admins_set_the_policy_on_its_page(db, acme, client_for):
+    admin = client_for(acme.host, acme.admin_email)
+    assert admin.get("/people/security/").status_code == 200
+    refused = admin.post("/people/security/", {"require_sso": "on"})
+    assert refused.status_code == 400
+    assert "Name a break-glass administrator" in refused.content.decode()
+    with schema_context(acme.schema):
+        admin_id = acme.user(acme.admin_email).pk
+    saved = admin.post(
+        "/people/security/",
+        {"require_mfa": "on", "require_sso": "on", "break_glass_user": admin_id},
+        follow=True,
+    )
+    assert "The security policy was saved." in saved.content.decode()
+    with schema_context(acme.schema):
+        policy = security_policy_get()
+        assert (policy.require_mfa, policy.require_sso, policy.break_glass_user_id) == (
+            True,
+            True,
+            admin_id,
+        )
+
+
+def test_members_cannot_change_the_policy(db, acme, client_for):
+    member = client_for(acme.host, acme.member_emails[0])
+    assert member.post("/people/security/", {"require_mfa": "on"}).status_code == 403
+    with schema_context(acme.schema):
+        assert security_policy_get().require_mfa is False

@@ -7,6 +7,8 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from apps.accounts.api_keys import api_key_resolve
+from apps.audit.models import AuditEvent
+from apps.audit.services import Actor, audit_record
 
 
 class SessionAuthentication(authentication.SessionAuthentication):
@@ -31,6 +33,17 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             return None
         api_key = api_key_resolve(presented.strip())
         if api_key is None:
+            # The prefix names the key without revealing it; the secret is never recorded.
+            prefix = presented.strip()[:15]
+            audit_record(
+                action="auth.api_key_failed",
+                actor=Actor.anonymous(),
+                outcome=AuditEvent.Outcome.FAILURE,
+                metadata={
+                    "key_prefix": prefix if presented.startswith("af_") else "",
+                    "path": request.path[:200],
+                },
+            )
             raise exceptions.AuthenticationFailed(
                 _("The API key is invalid, expired or revoked, or its owner is deactivated.")
             )
