@@ -303,6 +303,18 @@ def _validate(connection: Connection, *, creating: bool) -> None:
             errors["oidc_issuer"] = [_("Enter the issuer URL.")]
         else:
             errors |= _url_problem(connection.oidc_issuer, field_name="oidc_issuer")
+            issuer_host = urlsplit(connection.oidc_issuer).hostname or ""
+            # Discovery and keys are fetched from the issuer at sign-in: never from our network.
+            if (
+                "oidc_issuer" not in errors
+                and not settings.SSO_ALLOW_PRIVATE_NETWORKS
+                and not _host_is_public(issuer_host)
+            ):
+                errors["oidc_issuer"] = [
+                    _(
+                        "The issuer must be reachable on the public internet; private and local addresses are refused."
+                    )
+                ]
         if not connection.oidc_client_id.strip():
             errors["oidc_client_id"] = [_("Enter the client ID.")]
         if not connection.oidc_client_secret:

@@ -297,3 +297,25 @@ def test_a_wrong_password_is_still_just_a_wrong_password_when_sso_is_required(db
 
     assert "requires single sign-on" not in response.content.decode()
     assert last_failure(acme).metadata["reason"] == "invalid_credentials"
+
+
+def test_an_oidc_issuer_on_a_private_or_local_address_is_refused(db, acme):
+    from django_tenants.utils import schema_context
+
+    from apps.core.exceptions import InvalidInput
+    from apps.sso import services
+
+    with schema_context(acme.schema):
+        admin = acme.user(acme.admin_email)
+        for issuer in ("https://127.0.0.1/", "https://10.0.0.5/realms/x", "https://localhost/"):
+            with pytest.raises(InvalidInput) as error:
+                services.connection_create(
+                    actor=admin,
+                    protocol="oidc",
+                    slug="internal-idp",
+                    display_name="Internal",
+                    oidc_issuer=issuer,
+                    oidc_client_id="client",
+                    oidc_client_secret="secret",
+                )
+            assert "oidc_issuer" in error.value.details

@@ -27,6 +27,7 @@ GRACE = "grace@acme.example"
 @pytest.fixture
 def provider(settings) -> Iterator[LocalOIDCProvider]:
     settings.SSO_ALLOW_INSECURE_URLS = True  # the local provider speaks http on 127.0.0.1
+    settings.SSO_ALLOW_PRIVATE_NETWORKS = True
     with LocalOIDCProvider() as idp:
         yield idp
         assert idp.server_errors == []
