@@ -23,15 +23,13 @@ class InvitationForm(forms.Form):
         self.fields["role"].initial = "member"
 
 
-class AcceptInvitationForm(forms.Form):
-    full_name = forms.CharField(
-        label=_("Your name"),
-        max_length=150,
-        required=False,
-        widget=forms.TextInput(attrs={"autocomplete": "name"}),
-    )
+class NewPasswordForm(forms.Form):
+    """A new password typed twice; the password rules apply where it is saved (the service)."""
+
+    password_label: Any = _("Password")
+
     password1 = forms.CharField(
-        label=_("Choose a password"),
+        label=_("Password"),
         strip=False,
         help_text=_("At least 10 characters, not entirely numeric, not a common password."),
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
@@ -42,11 +40,27 @@ class AcceptInvitationForm(forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["password1"].label = self.password_label
+
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean() or {}
         if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
             self.add_error("password2", _("The two passwords differ."))
         return cleaned
+
+
+class AcceptInvitationForm(NewPasswordForm):
+    password_label = _("Choose a password")
+    field_order = ["full_name", "password1", "password2"]
+
+    full_name = forms.CharField(
+        label=_("Your name"),
+        max_length=150,
+        required=False,
+        widget=forms.TextInput(attrs={"autocomplete": "name"}),
+    )
 
 
 class SecurityPolicyForm(forms.Form):

@@ -5,10 +5,13 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from apps.accounts.forms import NewPasswordForm
 from apps.tenants.services import tenant_slug_problems
 
 
-class SignupForm(forms.Form):
+class SignupForm(NewPasswordForm):
+    field_order = ["name", "slug", "admin_email", "password1", "password2"]
+
     name = forms.CharField(
         label=_("Organisation name"),
         max_length=100,
@@ -31,17 +34,6 @@ class SignupForm(forms.Form):
     admin_email = forms.EmailField(
         label=_("Your work email"), widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )
-    password1 = forms.CharField(
-        label=_("Password"),
-        strip=False,
-        help_text=_("At least 10 characters, not entirely numeric, not a common password."),
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-    password2 = forms.CharField(
-        label=_("Repeat the password"),
-        strip=False,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
 
     def __init__(self, *args: Any, base_domain: str = "localhost", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,9 +44,3 @@ class SignupForm(forms.Form):
         for message in tenant_slug_problems(slug).get("slug", []):
             self.add_error("slug", message)
         return slug
-
-    def clean(self) -> dict[str, Any]:
-        cleaned: dict[str, Any] = super().clean() or {}
-        if cleaned.get("password1") and cleaned.get("password1") != cleaned.get("password2"):
-            self.add_error("password2", _("The two passwords differ."))
-        return cleaned
