@@ -6,7 +6,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import Role, User
-from apps.accounts.permissions import role_choices_for_current_schema
+from apps.accounts.permissions import permissions_of, role_choices_for_current_schema
 
 
 class InvitationForm(forms.Form):
@@ -87,3 +87,27 @@ class SecurityPolicyForm(forms.Form):
         field.queryset = User.objects.filter(role=Role.TENANT_ADMIN, is_active=True).order_by(
             "email"
         )
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        label=_("Name"), max_length=100, help_text=_("What the key is for, e.g. “Nightly export”.")
+    )
+    scopes = forms.MultipleChoiceField(
+        label=_("Scopes"),
+        choices=(),
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("What the key may do: at most what your role allows."),
+    )
+    expires_on = forms.DateField(
+        label=_("Expires on"),
+        required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_("Leave empty for a key that does not expire."),
+    )
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        scopes = self.fields["scopes"]
+        assert isinstance(scopes, forms.MultipleChoiceField)
+        scopes.choices = [(permission, permission) for permission in sorted(permissions_of(user))]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
 from typing import cast
 
 from django.contrib import messages
@@ -12,13 +13,14 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from apps.accounts import members
+from apps.accounts.api_keys import api_key_create, api_key_revoke
 from apps.accounts.decorators import permission_required
-from apps.accounts.forms import AcceptInvitationForm, InvitationForm, SecurityPolicyForm
+from apps.accounts.forms import AcceptInvitationForm, ApiKeyForm, InvitationForm, SecurityPolicyForm
 from apps.accounts.links import invitation_accept_url
 from apps.accounts.models import Invitation, User
 from apps.accounts.permissions import has_permission, role_choices_for_current_schema
 from apps.accounts.policy import security_policy_get, security_policy_update
-from apps.accounts.selectors import invitation_list
+from apps.accounts.selectors import api_key_list_for, invitation_list
 from apps.accounts.selectors import member_list as select_members
 from apps.core.exceptions import InvalidInput, ServiceError
 
@@ -188,3 +190,51 @@ def security_policy(request: HttpRequest) -> HttpResponse:
             return redirect("accounts:security")
     status = 400 if request.method == "POST" else 200
     return render(request, "accounts/security.html", {"form": form}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@permission_required("api_keys:own")
+def api_keys(request: HttpRequest) -> HttpResponse:
+    """One's own API keys: create (the key is shown once, on the next page), list, revoke."""
+    user = cast(User, request.user)
+    form = ApiKeyForm(request.POST or None, user=user)
+    created_secret = None
+    if request.method == "POST" and form.is_valid():
+        expires_on = form.cleaned_data["expires_on"]
+        expires_at = (
+            datetime.combine(expires_on, time.max, tzinfo=UTC) if expires_on is not None else None
+        )
+        try:
+            created = api_key_create(
+                user=user,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+                expires_at=expires_at,
+                actor=user,
+            )
+        except InvalidInput as exc:
+            for field, errors in exc.details.items():
+                for error in errors:
+                    form.add_error({"expires_at": "expires_on"}.get(field, field), error)
+        else:
+            created_secret = created.secret
+            form = ApiKeyForm(user=user)
+    status = 400 if request.method == "POST" and created_secret is None else 200
+    return render(
+        request,
+        "accounts/api_keys.html",
+        {"form": form, "keys": api_key_list_for(user=user), "created_secret": created_secret},
+        status=status,
+    )
+
+
+@require_POST
+@permission_required("api_keys:own")
+def api_key_revoke_page(request: HttpRequest, pk: int) -> HttpResponse:
+    api_key = get_object_or_404(api_key_list_for(user=request.user), pk=pk)
+    try:
+        api_key_revoke(api_key=api_key, actor=request.user)
+        messages.success(request, _("The key “%(name)s” was revoked.") % {"name": api_key.name})
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    return redirect("accounts:api-keys")
