@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from psycopg import sql
 
 from apps.tenants.models import Domain, Plan, Tenant
 
@@ -50,3 +52,22 @@ def tenant_primary_url(tenant: Tenant, request: HttpRequest | None = None) -> st
         scheme, port, default_port = settings.SITE_SCHEME, settings.SITE_PORT, None
     suffix = f":{port}" if port and port != default_port else ""
     return f"{scheme}://{domain}{suffix}/"
+
+
+def _applied_migrations_digest(schema: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "SELECT md5(coalesce(string_agg(app || '.' || name, ',' ORDER BY app, name), '')) "
+                "FROM {}.django_migrations"
+            ).format(sql.Identifier(schema))
+        )
+        return str(cursor.fetchone()[0])
+
+
+def tenant_schemas_behind_template() -> list[str]:
+    """Tenant schemas whose applied migrations differ from the template's: the only ones
+    `bootstrap` needs to migrate (one cheap query each instead of a migrate run each)."""
+    target = _applied_migrations_digest(settings.TENANT_TEMPLATE_SCHEMA)
+    schemas = tenant_list().values_list("schema_name", flat=True)
+    return [schema for schema in schemas if _applied_migrations_digest(schema) != target]

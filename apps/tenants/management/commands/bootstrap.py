@@ -17,7 +17,11 @@ from django_tenants.utils import schema_context
 from apps.accounts.models import Role, User
 from apps.accounts.services import user_create, user_password_set
 from apps.audit.services import Actor
-from apps.tenants.selectors import tenant_get_by_slug, tenant_primary_url
+from apps.tenants.selectors import (
+    tenant_get_by_slug,
+    tenant_primary_url,
+    tenant_schemas_behind_template,
+)
 from apps.tenants.services import public_tenant_ensure, template_schema_migrate, tenant_provision
 
 DEMO_SLUG = "acme"
@@ -39,8 +43,16 @@ class Command(BaseCommand):
         public_tenant_ensure()
         self.stdout.write("Migrating the tenant template schema...")
         template_schema_migrate(verbosity=verbosity)
-        self.stdout.write("Migrating tenant schemas...")
-        call_command("migrate_schemas", tenant=True, interactive=False, verbosity=verbosity)
+        stale = tenant_schemas_behind_template()
+        self.stdout.write(f"Migrating tenant schemas ({len(stale)} behind the template)...")
+        for schema in stale:
+            call_command(
+                "migrate_schemas",
+                tenant=True,
+                schema_name=schema,
+                interactive=False,
+                verbosity=verbosity,
+            )
         if options["demo"]:
             self._seed_demo()
 
