@@ -427,7 +427,7 @@ def run_http(base_url: str, tenant_host: str, expected_slug: str, requests: int)
     return HttpResult(
         tenant_ms=tenant_ms,
         plain_ms=plain_ms,
-        conn_max_age=os.environ.get("DATABASE_POOL_MAX_SIZE", "10 (default)"),
+        conn_max_age=os.environ.get("DATABASE_POOL_MAX_SIZE", "0 (default: no pool)"),
     )
 
 
