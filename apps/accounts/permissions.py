@@ -15,18 +15,25 @@ from apps.tenants.db import connection
 
 # Everyone signed in may manage their own API keys.
 _EVERYONE = frozenset({"api_keys:own"})
+# Browsing the catalog and reviewing what one uses; auditors only read the audit trail.
+_CATALOG_USER = frozenset({"catalog:read", "reviews:write"})
 
 MATRIX: dict[str, frozenset[str]] = {
     Role.TENANT_ADMIN: _EVERYONE
-    | frozenset({"audit:read", "audit:export", "members:read", "members:manage", "sso:manage"}),
-    Role.DEVELOPER: _EVERYONE,
-    Role.OPERATOR: _EVERYONE,
-    Role.ANALYST: _EVERYONE,
+    | _CATALOG_USER
+    | frozenset(
+        {"audit:read", "audit:export", "members:read", "members:manage", "sso:manage"}
+        | {"catalog:manage"}
+    ),
+    Role.DEVELOPER: _EVERYONE | _CATALOG_USER,
+    Role.OPERATOR: _EVERYONE | _CATALOG_USER,
+    Role.ANALYST: _EVERYONE | _CATALOG_USER,
     Role.AUDITOR: _EVERYONE | frozenset({"audit:read", "audit:export"}),
-    Role.MEMBER: _EVERYONE,
+    Role.MEMBER: _EVERYONE | _CATALOG_USER,
     Role.PLATFORM_ADMIN: _EVERYONE
-    | frozenset({"tenants:read", "tenants:manage", "plans:manage", "audit:read"}),
-    Role.PUBLISHER: _EVERYONE,
+    | frozenset({"tenants:read", "tenants:manage", "plans:manage", "audit:read"})
+    | frozenset({"catalog:read", "blueprints:certify", "reviews:moderate"}),
+    Role.PUBLISHER: _EVERYONE | frozenset({"catalog:read", "blueprints:publish", "reviews:reply"}),
 }
 
 

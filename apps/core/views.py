@@ -17,5 +17,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         {
             "can_read_audit": has_permission(request.user, "audit:read"),
             "can_read_members": has_permission(request.user, "members:read"),
+            "can_browse_catalog": has_permission(request.user, "catalog:read"),
         },
     )

@@ -17,6 +17,7 @@ from django_tenants.utils import schema_context
 from apps.accounts.models import Role, User
 from apps.accounts.services import user_create, user_password_set
 from apps.audit.services import Actor
+from apps.marketplace.shipped import shipped_catalog_seed
 from apps.tenants.selectors import (
     tenant_get_by_slug,
     tenant_primary_url,
@@ -53,6 +54,9 @@ class Command(BaseCommand):
                 interactive=False,
                 verbosity=verbosity,
             )
+        with schema_context(settings.PUBLIC_SCHEMA_NAME):
+            added = shipped_catalog_seed()
+        self.stdout.write(f"Publishing the shipped blueprints ({len(added)} new)...")
         if options["demo"]:
             self._seed_demo()
 
@@ -103,6 +107,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  Platform admin:  {public}admin/")
         self.stdout.write(f"    Sign in as     {PLATFORM_ADMIN}")
         self.stdout.write(f"    Password       {credentials.get(PLATFORM_ADMIN)}")
+        self.stdout.write(f"  Marketplace:     {url}marketplace/")
         self.stdout.write(f"  API docs:        {url}api/docs/")
         self.stdout.write("")
 
