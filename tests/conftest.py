@@ -18,6 +18,8 @@ from django_tenants.utils import schema_context
 
 from apps.accounts.models import Role, User
 from apps.accounts.services import user_create
+from apps.marketplace.services import publisher_ensure
+from apps.marketplace.shipped import shipped_catalog_seed
 from apps.tenants.db import connection
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import tenant_for_host
@@ -115,6 +117,9 @@ def _seed() -> None:
             role=Role.PUBLISHER,
             email_verified=True,
         )
+        shipped_catalog_seed()
+        publisher = publisher_ensure(slug="northwind", name="Northwind Agents")
+        publisher.members.add(User.objects.get(email="publisher@agentfactory.example"))
     # Different member counts make it obvious which schema a reader actually saw.
     _provision_org("acme", "Acme Corp", members=1)
     _provision_org("globex", "Globex Inc", members=3)

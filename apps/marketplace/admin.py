@@ -8,9 +8,10 @@ through the services, so the rules and the audit trail are the same as in the AP
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -182,6 +183,7 @@ class PublisherAdmin(AuditedModelAdmin):
     list_display = ("slug", "name", "verified", "created_at")
     search_fields = ("slug", "name")
     filter_horizontal = ("members",)
+    formfield_overrides: ClassVar = {models.URLField: {"assume_scheme": "https"}}
 
     def formfield_for_manytomany(self, db_field: Any, request: Any, **kwargs: Any) -> Any:
         if db_field.name == "members":

@@ -191,10 +191,10 @@ def _schema_errors(data: Any, positions: _Positions) -> list[FileError]:
                     )
                 )
             continue
-        if error.validator == "not" and error.schema == {"required": ["price"]}:
+        if error.validator == "not" and error.validator_value == {"required": ["price"]}:
             errors.append(positions.error((*path, "price"), _("A free blueprint has no price.")))
             continue
-        if error.validator == "not" and error.schema == {"required": ["tenants"]}:
+        if error.validator == "not" and error.validator_value == {"required": ["tenants"]}:
             errors.append(
                 positions.error(
                     ("tenants",), _("Only a private blueprint lists organisations."), at_key=True

@@ -43,12 +43,17 @@ PAGE_RULES: list[tuple[str, str]] = [
     (r"^signup/$", "public"),
     (r"^accounts/", "auth_flow"),
     (r"^admin/(login|logout)/$", "auth_flow"),
-    (r"^admin/(audit/auditevent|accounts/apikey|tenants/tenant)/add/$", "admin_readonly"),
+    (
+        r"^admin/(audit/auditevent|accounts/apikey|tenants/tenant"
+        r"|marketplace/(blueprint|blueprintversion|review|reviewreport))/add/$",
+        "admin_readonly",
+    ),
     (r"^admin/autocomplete/$", "admin_readonly"),
     (r"^admin/", "admin"),
     (r"^people/invitations/accept/", "public"),  # the signed token is the credential
     (r"^people/", "view"),
     (r"^sso/", "view"),
+    (r"^marketplace/", "view"),
     (r"^$", "home"),
 ]
 
@@ -78,7 +83,33 @@ EXPECTED_API_PERMISSIONS = {
     "TenantViewSet.suspend": "tenants:manage",
     "TenantViewSet.resume": "tenants:manage",
     "TenantViewSet.destroy": "tenants:manage",
+    "BlueprintViewSet.list": "catalog:read",
+    "BlueprintViewSet.retrieve": "catalog:read",
+    "BlueprintViewSet.trending": "catalog:read",
+    "BlueprintViewSet.newest": "catalog:read",
+    "ReviewViewSet.list": "catalog:read",
+    "ReviewViewSet.retrieve": "catalog:read",
+    "ReviewViewSet.create": "reviews:write",
+    "ReviewViewSet.partial_update": "reviews:write",
+    "ReviewViewSet.destroy": "reviews:write",
+    "ReviewViewSet.report": "reviews:write",
+    "PublisherReviewViewSet.list": "catalog:read",
+    "PublisherReviewViewSet.retrieve": "catalog:read",
+    "PublisherReviewViewSet.reply": "reviews:reply",
+    "ReportViewSet.list": "reviews:moderate",
+    "ReportViewSet.retrieve": "reviews:moderate",
+    "ReportViewSet.resolve": "reviews:moderate",
+    "PublishViewSet.create": "blueprints:publish",
+    "VersionViewSet.list": "catalog:read",
+    "VersionViewSet.retrieve": "catalog:read",
+    "VersionViewSet.release": "blueprints:publish",
+    "VersionViewSet.transition": "blueprints:certify",
+    "CatalogPolicyViewSet.retrieve": "catalog:manage",
+    "CatalogPolicyViewSet.update": "catalog:manage",
 }
+
+# The public site's own rules, checked before PAGE_RULES: its catalog pages are open to anyone.
+PLATFORM_PAGE_RULES: list[tuple[str, str]] = [(r"^marketplace/", "public")]
 
 
 @dataclass(frozen=True)
@@ -112,8 +143,8 @@ def _concrete(pattern: str, values: dict[str, str]) -> str:
     return "/" + path
 
 
-def _rule_for(pattern: str) -> str:
-    for regex, rule in PAGE_RULES:
+def _rule_for(pattern: str, extra_rules: list[tuple[str, str]] | None = None) -> str:
+    for regex, rule in [*(extra_rules or []), *PAGE_RULES]:
         if re.search(regex, pattern.replace("^", "").replace("$", "") or ""):
             return rule
     raise AssertionError(f"No access rule for route {pattern!r}: add one to PAGE_RULES.")
@@ -196,6 +227,7 @@ def _run_matrix(
     admin_permission: str,
     *,
     home_is_public: bool = False,
+    extra_rules: list[tuple[str, str]] | None = None,
 ) -> list[str]:
     failures: list[str] = []
     routes = list(_walk(get_resolver(urlconf).url_patterns))
@@ -221,7 +253,7 @@ def _run_matrix(
                             f"{method.upper()} {path} as {role}: {problem} (needs {permission})"
                         )
                 continue
-            rule = _rule_for(route.pattern)
+            rule = _rule_for(route.pattern, extra_rules)
             if "<" in route.pattern and rule == "admin":
                 continue  # object pages go through the same admin_view gate as the lists below
             response = client.get(path)
@@ -268,7 +300,13 @@ def test_every_platform_route_with_every_role(db, acme):
     }
     values = {"*": {"slug": "no-such-org", "pk": "999999"}}  # see the tenant test above
     failures = _run_matrix(
-        "config.urls_public", "localhost", emails, values, "tenants:manage", home_is_public=True
+        "config.urls_public",
+        "localhost",
+        emails,
+        values,
+        "tenants:manage",
+        home_is_public=True,
+        extra_rules=PLATFORM_PAGE_RULES,
     )
     assert failures == [], "\n".join(failures)
 
