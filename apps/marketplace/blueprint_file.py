@@ -249,19 +249,31 @@ def settings_schema_problems(schema: Any) -> list[tuple[Path_, str]]:
 
 
 def _semantic_errors(data: dict[str, Any], positions: _Positions) -> list[FileError]:
+    """What the JSON Schema cannot say. Each check runs when its input has the right shape, so
+    one pass reports these together with the schema's own errors."""
     errors: list[FileError] = []
-    version = data["version"]
-    if parse_semver(version["version"]) is None:
+    version = data.get("version")
+    version = version if isinstance(version, dict) else {}
+    number = version.get("version")
+    if isinstance(number, str) and parse_semver(number) is None:
         errors.append(
             positions.error(
                 ("version", "version"),
                 _("%(value)r is not a semantic version (like 1.2.0 or 2.0.0-rc.1).")
-                % {"value": version["version"]},
+                % {"value": number},
             )
         )
-    for problem in markdown_problems(data["description"]):
-        errors.append(positions.error(("description",), problem))
-    if data["pricing"]["model"] != "free" and Decimal(data["pricing"]["price"]) <= 0:
+    description = data.get("description")
+    if isinstance(description, str):
+        for problem in markdown_problems(description):
+            errors.append(positions.error(("description",), problem))
+    pricing = data.get("pricing")
+    if (
+        isinstance(pricing, dict)
+        and pricing.get("model") in ("monthly", "per_message")
+        and isinstance(pricing.get("price"), str)
+        and _decimal(pricing["price"]) == 0
+    ):
         errors.append(
             positions.error(("pricing", "price"), _("A paid blueprint needs a price above 0."))
         )
@@ -269,6 +281,13 @@ def _semantic_errors(data: dict[str, Any], positions: _Positions) -> list[FileEr
         for path, message in settings_schema_problems(version["settings_schema"]):
             errors.append(positions.error(("version", "settings_schema", *path), message))
     return errors
+
+
+def _decimal(text: str) -> Decimal | None:
+    try:
+        return Decimal(text)
+    except ArithmeticError:
+        return None
 
 
 def load_blueprint_file(text: str | bytes) -> BlueprintSpec:
@@ -288,8 +307,8 @@ def load_blueprint_file(text: str | bytes) -> BlueprintSpec:
         message = _("A blueprint file is a mapping of keys to values.")
         raise BlueprintFileInvalid([FileError(1, 1, "", message)])
     errors = _schema_errors(data, positions)
-    if not errors:
-        errors = _semantic_errors(data, positions)
+    seen = {error.path for error in errors}
+    errors += [e for e in _semantic_errors(data, positions) if e.path not in seen]
     if errors:
         errors.sort(key=lambda e: (e.line or 0, e.column or 0))
         raise BlueprintFileInvalid(errors)
