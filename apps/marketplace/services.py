@@ -393,6 +393,11 @@ def review_update(*, review: Review, tenant: Tenant, user: Any, rating: Any, tex
     _require(user, "reviews:write")
     _own_review(review, tenant, user)
     value, text = _review_input(rating, text)
+    if review.hidden:
+        raise Conflict(
+            _("Your review was hidden by the moderators and can no longer be edited."),
+            code="review_hidden",
+        )
     with transaction.atomic():
         blueprint = _lock_blueprint(review.blueprint)
         if blueprint.state == Blueprint.State.RETIRED:

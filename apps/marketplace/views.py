@@ -132,7 +132,9 @@ def _render_detail(
             "settings_fields": settings_fields(recommended.settings_schema) if recommended else [],
             "review_page": reviews.get_page(request.GET.get("reviews")),
             "own_review": own,
-            "can_review": can_review and blueprint.state != Blueprint.State.RETIRED,
+            "can_review": can_review
+            and blueprint.state != Blueprint.State.RETIRED
+            and not (own and own.hidden),
             "review_form": form,
             "report_form": ReportForm(),
             "stars": _star_rows(blueprint),
