@@ -73,12 +73,12 @@ def publish(release: str = State.CERTIFIED, **overrides: Any) -> BlueprintVersio
     """Publish a blueprint file as the operator and take its version to ``release``."""
     spec = load_blueprint_file(blueprint_yaml(**overrides))
     version = blueprint_publish(spec=spec, actor=None).version
-    path = {
+    paths: dict[str, list[str]] = {
         State.DRAFT: [],
         State.EXPERIMENTAL: [State.EXPERIMENTAL],
         State.CERTIFIED: [State.EXPERIMENTAL, State.CERTIFIED],
-    }[release]
-    for state in path:
+    }
+    for state in paths[release]:
         version = version_transition(version=version, to=state, actor=None)
     return version
 

@@ -130,7 +130,8 @@ def test_an_oversized_description_is_refused():
 def test_markdown_with_html_or_unsafe_links_is_refused(markdown):
     errors = errors_of(blueprint_yaml(description=markdown))
 
-    assert errors and all(e["path"] == "description" for e in errors)
+    assert errors
+    assert all(e["path"] == "description" for e in errors)
 
 
 def test_duplicate_keys_are_refused_rather_than_silently_overwritten():

@@ -51,7 +51,7 @@ def test_the_first_visit_shows_trending_and_newest(db, client_for, acme):
     from apps.marketplace.services import blueprint_install_record
 
     blueprint_install_record(
-        version=BlueprintVersion.objects.filter(blueprint__slug="translator").first(),
+        version=BlueprintVersion.objects.filter(blueprint__slug="translator").get(),
         tenant=acme.tenant,
     )
 
@@ -67,8 +67,10 @@ def test_the_detail_page_shows_versions_settings_and_ratings(db, client_for, acm
     page = html(client_for(acme.host, acme.admin_email).get("/marketplace/invoice-checker/"))
 
     assert "<h2>What it does</h2>" in page  # Markdown rendered
-    assert "ERP token" in page and "secret, stored encrypted" in page
-    assert "1.0.0" in page and "Certified" in page
+    assert "ERP token" in page
+    assert "secret, stored encrypted" in page
+    assert "1.0.0" in page
+    assert "Certified" in page
     assert "No reviews yet." in page
     assert "Write a review" in page
 
