@@ -223,7 +223,8 @@ def settings_schema_problems(schema: Any) -> list[tuple[Path_, str]]:
         )
     for name, spec in properties.items():
         where: Path_ = ("properties", name)
-        if not isinstance(spec, dict) or spec.get("type") not in SETTINGS_TYPES:
+        kind = spec.get("type") if isinstance(spec, dict) else None
+        if not isinstance(kind, str) or kind not in SETTINGS_TYPES:
             problems.append(
                 (where, _("Each setting needs a type: string, integer, number or boolean."))
             )
@@ -233,6 +234,23 @@ def settings_schema_problems(schema: Any) -> list[tuple[Path_, str]]:
             problems.append(
                 (where, _("Unsupported keywords for a setting: %s.") % ", ".join(unknown))
             )
+        plain = {k: v for k, v in spec.items() if k != "x-secret"}
+        for keyword in ("default", "enum"):
+            if keyword not in spec:
+                continue
+            values = [spec["default"]] if keyword == "default" else list(spec["enum"] or [])
+            if not all(jsonschema.Draft202012Validator({"type": kind}).is_valid(v) for v in values):
+                problems.append(
+                    (
+                        (*where, keyword),
+                        _("%(keyword)s must be of type %(type)s.")
+                        % {"keyword": keyword, "type": kind},
+                    )
+                )
+        if "default" in spec and not jsonschema.Draft202012Validator(plain).is_valid(
+            spec["default"]
+        ):
+            problems.append(((*where, "default"), _("The default does not satisfy the setting.")))
         secret = spec.get("x-secret", False)
         if not isinstance(secret, bool):
             problems.append(((*where, "x-secret"), _('"x-secret" must be true or false.')))

@@ -58,8 +58,9 @@ def markdown_problems(text: str) -> list[str]:
             problems.append(
                 f"Links must use http, https or mailto ({str(token.attrGet('href'))[:40]!r})."
             )
-        elif token.type == "image" and _unsafe_url(str(token.attrGet("src") or "")):
-            problems.append(f"Images must use http or https ({str(token.attrGet('src'))[:40]!r}).")
+        elif token.type == "image":
+            # Remote images would let a listing track who views it.
+            problems.append("Images are not supported; describe the blueprint in text.")
     # One message per kind of problem is enough for the author to find them all.
     return list(dict.fromkeys(problems))
 

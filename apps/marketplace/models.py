@@ -173,6 +173,8 @@ class BlueprintVersion(models.Model):
     tools = ArrayField(models.CharField(max_length=32), default=list, blank=True)
     guardrails = models.JSONField(_("guardrails"), default=dict, blank=True)
     settings_schema = models.JSONField(_("settings schema"), default=dict, blank=True)
+    # The listing fields of the file this version came from, applied when it is released.
+    listing = models.JSONField(default=dict, blank=True, editable=False)
     state = models.CharField(_("state"), max_length=16, choices=State.choices, default=State.DRAFT)
     sunset_date = models.DateField(_("sunset date"), null=True, blank=True)
     replacement = models.ForeignKey(

@@ -29,7 +29,8 @@ class SemVer:
 def parse_semver(text: str) -> SemVer | None:
     """The version ``text`` names, or None when it is not a semantic version."""
     match = _SEMVER.match(text)
-    if match is None or len(text) > 64:
+    # Build metadata has no precedence (1.0.0+a equals 1.0.0+b), so it cannot name a version.
+    if match is None or len(text) > 64 or match["build"]:
         return None
     return SemVer(
         int(match["major"]), int(match["minor"]), int(match["patch"]), match["prerelease"] or ""

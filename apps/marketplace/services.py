@@ -135,23 +135,11 @@ def _publish(*, spec: BlueprintSpec, actor: Any, dry_run: bool) -> PublishResult
             code="version_exists",
             details={"slug": spec.slug, "version": spec.version["version"]},
         )
-    pricing = data["pricing"]
-    blueprint.name = data["name"]
-    blueprint.summary = data["summary"]
-    blueprint.description = data["description"]
-    blueprint.description_html = render_markdown(data["description"])
-    blueprint.category = data["category"]
-    blueprint.tags = list(data.get("tags", []))
-    blueprint.tags_text = " ".join(blueprint.tags).replace("-", " ")
-    blueprint.icon = data.get("icon", "")
-    blueprint.pricing_model = pricing["model"]
-    blueprint.price = Decimal(pricing.get("price", "0"))
-    blueprint.currency = pricing.get("currency", "")
-    blueprint.visibility = data.get("visibility", Visibility.PUBLIC)
-    blueprint.updated_at = timezone.now()
-    blueprint.full_clean(exclude=["search_vector"])
-    blueprint.save()
-    blueprint.allowed_tenants.set(tenants)
+    listing = {key: data[key] for key in LISTING_KEYS if key in data}
+    # A listed blueprint keeps its listing until the new version is released: a draft must not
+    # change what organisations see (its price, say) before anyone has reviewed it.
+    if created or blueprint.state != Blueprint.State.LISTED:
+        _apply_listing(blueprint, listing, tenants)
 
     spec_version = spec.version
     version = BlueprintVersion(
@@ -170,6 +158,7 @@ def _publish(*, spec: BlueprintSpec, actor: Any, dry_run: bool) -> PublishResult
         tools=list(spec_version.get("tools", [])),
         guardrails=spec_version.get("guardrails", {}),
         settings_schema=spec_version.get("settings_schema", {"type": "object", "properties": {}}),
+        listing=listing,
         created_by=_actor_label(actor),
     )
     version.full_clean(exclude=["blueprint", "replacement"])
@@ -187,7 +176,7 @@ def _publish(*, spec: BlueprintSpec, actor: Any, dry_run: bool) -> PublishResult
         KnowledgeDocument(version=version, position=i, title=doc["title"], content=doc["content"])
         for i, doc in enumerate(spec_version.get("knowledge", []))
     )
-    _index_terms(blueprint)
+    blueprint_state_refresh(blueprint)
     if not dry_run:
         audit_record(
             action="blueprint.published" if created else "blueprint.version_added",
@@ -197,6 +186,34 @@ def _publish(*, spec: BlueprintSpec, actor: Any, dry_run: bool) -> PublishResult
             metadata={"slug": blueprint.slug, "version": version.version},
         )
     return PublishResult(blueprint, version, created, dry_run)
+
+
+LISTING_KEYS = (
+    "name", "summary", "description", "category", "tags", "icon", "pricing", "visibility",
+    "tenants",
+)  # fmt: skip
+
+
+def _apply_listing(blueprint: Blueprint, listing: dict[str, Any], tenants: list[Tenant]) -> None:
+    pricing = listing["pricing"]
+    free = pricing["model"] == "free"
+    blueprint.name = listing["name"]
+    blueprint.summary = listing["summary"]
+    blueprint.description = listing["description"]
+    blueprint.description_html = render_markdown(listing["description"])
+    blueprint.category = listing["category"]
+    blueprint.tags = list(listing.get("tags", []))
+    blueprint.tags_text = " ".join(blueprint.tags).replace("-", " ")
+    blueprint.icon = listing.get("icon", "")
+    blueprint.pricing_model = pricing["model"]
+    blueprint.price = Decimal("0") if free else Decimal(pricing["price"])
+    blueprint.currency = "" if free else pricing["currency"]
+    blueprint.visibility = listing.get("visibility", Visibility.PUBLIC)
+    blueprint.updated_at = timezone.now()
+    blueprint.full_clean(exclude=["search_vector"])
+    blueprint.save()
+    blueprint.allowed_tenants.set(tenants)
+    _index_terms(blueprint)
 
 
 def _index_terms(blueprint: Blueprint) -> None:
@@ -256,6 +273,15 @@ def version_transition(
         version.state = to
         version.state_changed_at = timezone.now()
         version.save(update_fields=update)
+        if current == State.DRAFT and version.listing:
+            newest = (
+                version.blueprint.versions.filter(state__in=VISIBLE_VERSION_STATES)
+                .order_by("-major", "-minor", "-patch", "-is_release", "-prerelease")
+                .first()
+            )
+            if newest is not None and newest.pk == version.pk:
+                tenants = list(Tenant.objects.filter(slug__in=version.listing.get("tenants", [])))
+                _apply_listing(version.blueprint, version.listing, tenants)
         blueprint_state_refresh(version.blueprint)
         audit_record(
             action="blueprint_version.transition",

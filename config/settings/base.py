@@ -31,6 +31,7 @@ SHARED_APPS = [
     "apps.accounts",
     "apps.audit",
     "apps.marketplace",
+    "apps.runtime",
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "django.contrib.sessions",

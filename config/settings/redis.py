@@ -57,4 +57,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Deprecated versions stop serving on their sunset date.
+    "retire-sunset-versions": {
+        "task": "marketplace.retire_sunset_versions",
+        "schedule": 3600.0,
+    },
+}

@@ -110,6 +110,29 @@ def test_settings_schemas_must_describe_a_form(schema, message):
     assert any(message in e["message"] for e in errors), errors
 
 
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"type": ["string", "null"]}, "Each setting needs a type"),
+        ({"type": "integer", "default": "ten"}, "default must be of type integer"),
+        ({"type": "string", "enum": ["a", 2]}, "enum must be of type string"),
+        ({"type": "integer", "minimum": 5, "default": 1}, "The default does not satisfy"),
+    ],
+)
+def test_a_settings_default_or_enum_of_the_wrong_type_is_refused(spec, message):
+    schema = {"type": "object", "properties": {"x": spec}}
+
+    errors = errors_of(blueprint_yaml(version__settings_schema=schema))
+
+    assert any(message in e["message"] for e in errors), errors
+
+
+def test_build_metadata_cannot_name_a_version():
+    (error,) = errors_of(blueprint_yaml(version__version="1.0.0+build.5"))
+
+    assert error["path"] == "version.version"
+
+
 def test_an_oversized_description_is_refused():
     errors = errors_of(blueprint_yaml(description="x" * 20_001))
 
@@ -124,6 +147,7 @@ def test_an_oversized_description_is_refused():
         "Click [here](javascript:alert(1)) to win",
         "Click [here](JAVASCRIPT:alert(1)) to win",
         "Look ![x](data:text/html;base64,PHNjcmlwdD4=) here",
+        "A tracking pixel ![x](https://tracker.example/p.gif)",
         "An <img src=x onerror=alert(1)> image",
     ],
 )

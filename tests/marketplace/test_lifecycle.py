@@ -11,6 +11,7 @@ from apps.audit.models import AuditEvent
 from apps.core.exceptions import Conflict
 from apps.marketplace.models import Blueprint, BlueprintVersion
 from apps.marketplace.selectors import blueprint_detail, deployable_version
+from apps.marketplace.services import version_transition
 from tests.marketplace.conftest import PLATFORM_EMAIL, PUBLISHER_EMAIL, as_json, publish
 
 State = BlueprintVersion.State
@@ -139,6 +140,28 @@ def test_a_retired_version_cannot_be_deployed_and_a_deprecated_one_warns(
     assert Blueprint.objects.get(slug="invoice-checker").state == Blueprint.State.RETIRED
     retired_page = client_for(acme.host, acme.admin_email).get("/marketplace/invoice-checker/")
     assert "This blueprint is retired" in retired_page.content.decode()
+
+
+def test_deprecated_versions_are_retired_on_their_sunset_date(db):
+    from apps.marketplace.tasks import retire_sunset_versions
+
+    due = publish()
+    later = publish(slug="later-one", name="Later One")
+    for version, days in ((due, 1), (later, 5)):
+        version_transition(
+            version=version,
+            to="deprecated",
+            actor=None,
+            sunset_date=timezone.localdate() + timedelta(days=days),
+        )
+    BlueprintVersion.objects.filter(pk=due.pk).update(sunset_date=timezone.localdate())
+
+    retired = retire_sunset_versions.apply().get()
+
+    assert retired == [due.pk]
+    assert BlueprintVersion.objects.get(pk=due.pk).state == State.RETIRED
+    assert BlueprintVersion.objects.get(pk=later.pk).state == State.DEPRECATED
+    assert retire_sunset_versions.apply().get() == []  # idempotent
 
 
 def test_drafts_are_invisible_to_organisations(db, acme):

@@ -90,21 +90,41 @@ def test_a_version_that_already_exists_is_a_conflict(db, public_client):
     assert counts() == before
 
 
-def test_a_new_version_updates_the_blueprint_and_keeps_the_old_version(db, public_client):
+def test_a_new_version_changes_the_listing_only_when_it_is_released(db, public_client):
     publish()
     client = public_client(PUBLISHER_EMAIL)
-
-    response = client.post(
-        URL,
-        {"content": blueprint_yaml(name="Invoice Checker Pro", version__version="1.1.0")},
-        content_type="application/json",
+    new_file = blueprint_yaml(
+        name="Invoice Checker Pro",
+        pricing={"model": "monthly", "price": "9.00", "currency": "EUR"},
+        version__version="1.1.0",
     )
+
+    response = client.post(URL, {"content": new_file}, content_type="application/json")
 
     assert response.status_code == 201
     blueprint = Blueprint.objects.get(slug="invoice-checker")
-    assert blueprint.name == "Invoice Checker Pro"
+    assert (blueprint.name, blueprint.pricing_model) == ("Invoice Checker", "free")
     assert sorted(blueprint.versions.values_list("version", flat=True)) == ["1.0.0", "1.1.0"]
     assert blueprint.state == Blueprint.State.LISTED  # 1.0.0 is still certified
+
+    released = client.post(
+        f"/api/v1/marketplace/versions/{as_json(response)['version_id']}/release/"
+    )
+
+    assert released.status_code == 200
+    blueprint.refresh_from_db()
+    assert (blueprint.name, blueprint.pricing_model) == ("Invoice Checker Pro", "monthly")
+
+
+def test_releasing_an_older_version_does_not_take_over_the_listing(db):
+    publish(name="Invoice Checker 2", version__version="2.0.0")
+    older = publish(release="draft", name="Invoice Checker One", version__version="1.5.0")
+
+    from apps.marketplace.services import version_transition
+
+    version_transition(version=older, to="experimental", actor=None)
+
+    assert Blueprint.objects.get(slug="invoice-checker").name == "Invoice Checker 2"
 
 
 def test_a_publisher_cannot_publish_for_a_publisher_it_does_not_belong_to(db, public_client):
