@@ -11,10 +11,12 @@ urlpatterns = [
     path("people/", include("apps.accounts.urls")),
     path("sso/", include("apps.sso.urls")),
     path("marketplace/", include("apps.marketplace.urls")),
+    path("deployments/", include("apps.deployments.urls")),
     path("admin/", tenant_admin_site.urls),
     path("api/v1/", include("apps.core.api.urls")),
     path("api/v1/", include("apps.audit.api.urls")),
     path("api/v1/", include("apps.accounts.api.urls")),
     path("api/v1/", include("apps.marketplace.api.urls")),
+    path("api/v1/", include("apps.deployments.api.urls")),
     *common,
 ]

@@ -17,19 +17,21 @@ from apps.tenants.db import connection
 _EVERYONE = frozenset({"api_keys:own"})
 # Browsing the catalog and reviewing what one uses; auditors only read the audit trail.
 _CATALOG_USER = frozenset({"catalog:read", "reviews:write"})
+# Seeing the organisation's deployments (to chat with them); auditors read only the trail.
+_DEPLOYMENT_USER = frozenset({"deployments:read"})
+_USER = _EVERYONE | _CATALOG_USER | _DEPLOYMENT_USER
 
 MATRIX: dict[str, frozenset[str]] = {
-    Role.TENANT_ADMIN: _EVERYONE
-    | _CATALOG_USER
+    Role.TENANT_ADMIN: _USER
     | frozenset(
         {"audit:read", "audit:export", "members:read", "members:manage", "sso:manage"}
-        | {"catalog:manage"}
+        | {"catalog:manage", "deployments:manage", "deployments:operate"}
     ),
-    Role.DEVELOPER: _EVERYONE | _CATALOG_USER,
-    Role.OPERATOR: _EVERYONE | _CATALOG_USER,
-    Role.ANALYST: _EVERYONE | _CATALOG_USER,
+    Role.DEVELOPER: _USER | frozenset({"deployments:manage", "deployments:operate"}),
+    Role.OPERATOR: _USER | frozenset({"deployments:operate"}),
+    Role.ANALYST: _USER,
     Role.AUDITOR: _EVERYONE | frozenset({"audit:read", "audit:export"}),
-    Role.MEMBER: _EVERYONE | _CATALOG_USER,
+    Role.MEMBER: _USER,
     Role.PLATFORM_ADMIN: _EVERYONE
     | frozenset({"tenants:read", "tenants:manage", "plans:manage", "audit:read"})
     | frozenset({"catalog:read", "blueprints:certify", "reviews:moderate"}),

@@ -136,6 +136,9 @@ def _render_detail(
             and blueprint.state != Blueprint.State.RETIRED
             and not (own and own.hidden),
             "review_form": form,
+            "can_deploy": tenant is not None
+            and recommended is not None
+            and has_permission(request.user, "deployments:manage"),
             "report_form": ReportForm(),
             "stars": _star_rows(blueprint),
         },

@@ -65,6 +65,7 @@ TENANT_APPS = [
     "allauth.mfa",
     "allauth.socialaccount",
     "apps.sso",
+    "apps.deployments",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
