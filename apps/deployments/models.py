@@ -3,7 +3,8 @@ record of every call the runtime made for them. Tenant schema.
 
 A deployment points at a catalog version in ``public``; the foreign keys are declared without a
 database constraint because the two tables live in different schemas (the catalog never deletes
-versions, and the service checks them).
+versions). ``DO_NOTHING`` also keeps Django's delete collector in ``public`` from looking for
+deployments in a schema that is not on the search path.
 """
 
 from __future__ import annotations
@@ -37,11 +38,11 @@ class Deployment(models.Model):
     # The deployment's name in the OpenAI-compatible API (`model`), unique among live ones.
     slug = models.SlugField(_("slug"), max_length=64)
     blueprint = models.ForeignKey(
-        "marketplace.Blueprint", on_delete=models.PROTECT, db_constraint=False, related_name="+"
+        "marketplace.Blueprint", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
     )
     version = models.ForeignKey(
         "marketplace.BlueprintVersion",
-        on_delete=models.PROTECT,
+        on_delete=models.DO_NOTHING,
         db_constraint=False,
         related_name="+",
     )

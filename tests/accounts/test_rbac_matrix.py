@@ -54,6 +54,7 @@ PAGE_RULES: list[tuple[str, str]] = [
     (r"^people/", "view"),
     (r"^sso/", "view"),
     (r"^marketplace/", "view"),
+    (r"^deployments/", "view"),
     (r"^$", "home"),
 ]
 
@@ -106,6 +107,15 @@ EXPECTED_API_PERMISSIONS = {
     "VersionViewSet.transition": "blueprints:certify",
     "CatalogPolicyViewSet.retrieve": "catalog:manage",
     "CatalogPolicyViewSet.update": "catalog:manage",
+    "DeploymentViewSet.list": "deployments:read",
+    "DeploymentViewSet.retrieve": "deployments:read",
+    "DeploymentViewSet.create": "deployments:manage",
+    "DeploymentViewSet.partial_update": "deployments:manage",
+    "DeploymentViewSet.destroy": "deployments:manage",
+    "DeploymentViewSet.upgrade": "deployments:manage",
+    "DeploymentViewSet.rotate_secret": "deployments:manage",
+    "DeploymentViewSet.pause": "deployments:operate",
+    "DeploymentViewSet.resume": "deployments:operate",
 }
 
 # The public site's own rules, checked before PAGE_RULES: its catalog pages are open to anyone.

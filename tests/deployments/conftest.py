@@ -9,7 +9,6 @@ import pytest
 from django_tenants.utils import schema_context
 
 from apps.deployments.models import Deployment
-
 from tests.marketplace.conftest import publish
 
 API = "/api/v1/deployments/"
