@@ -148,6 +148,10 @@ X_FRAME_OPTIONS = "DENY"
 # Secrets at rest (apps/core/crypto.py): Fernet keys, newest first. Empty: derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
+# Message rate limits (apps/runtime/ratelimit.py), shared through Redis when REDIS_URL is set.
+RATE_LIMIT_USER_PER_MINUTE = env.int("RATE_LIMIT_USER_PER_MINUTE", default=20)
+RATE_LIMIT_DEPLOYMENT_PER_MINUTE = env.int("RATE_LIMIT_DEPLOYMENT_PER_MINUTE", default=120)
+
 # Metrics: scrapers on these networks, or carrying this bearer token, may read /metrics.
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")

@@ -65,10 +65,14 @@ def error_payload(
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ServiceError):
-        return Response(
+        answer = Response(
             error_payload(exc.status, code=exc.code, message=exc.message, details=exc.details),
             status=exc.status,
         )
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            answer["Retry-After"] = str(retry_after)
+        return answer
     if isinstance(exc, RequestDataTooBig):
         return Response(error_payload(413), status=413)
     if isinstance(exc, DjangoValidationError):

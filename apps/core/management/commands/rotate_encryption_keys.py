@@ -18,7 +18,11 @@ from apps.core.crypto import PREFIX, EncryptedTextField, rotate
 def _encrypted_fields() -> list[tuple[Any, list[str]]]:
     found = []
     for model in apps.get_models():
-        names = [f.column for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)]
+        names = [
+            str(f.column)
+            for f in model._meta.concrete_fields
+            if isinstance(f, EncryptedTextField)
+        ]
         if names:
             found.append((model, names))
     return found
