@@ -14,7 +14,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -129,7 +129,18 @@ class Blueprint(models.Model):
             models.Index(fields=["state", "category"], name="mkt_blueprint_category"),
             models.Index(fields=["-install_count"], name="mkt_blueprint_popular"),
             models.Index(fields=["-rating_avg"], name="mkt_blueprint_rating"),
-            models.Index(fields=["-published_at"], name="mkt_blueprint_newest"),
+            models.Index(
+                F("published_at").desc(nulls_last=True), "id", name="mkt_blueprint_newest"
+            ),
+            models.Index(fields=["name", "id"], name="mkt_blueprint_name"),
+            models.Index(fields=["updated_at"], name="mkt_blueprint_updated"),
+            # Lets the facet queries read the index alone for the listed, visible catalog.
+            models.Index(
+                fields=["category", "pricing_model", "publisher", "certified"],
+                include=["visibility", "tags"],
+                condition=Q(state="listed", hidden=False),
+                name="mkt_blueprint_facets",
+            ),
         ]
         constraints: ClassVar = [
             models.CheckConstraint(

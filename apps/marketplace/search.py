@@ -46,9 +46,16 @@ CROSS JOIN LATERAL (
     FROM (SELECT ARRAY(
             SELECT DISTINCT substr('  ' || q.word || ' ', i, 3)
             FROM generate_series(1, length(q.word) + 1) AS i
-          )::varchar[] AS grams) AS g,
+          )::varchar[] AS grams,
+          -- Without the two padded leading trigrams ("  c", " cu"), which nearly every word
+          -- starting with the same letter shares: fewer candidates, same best matches.
+          ARRAY(
+            SELECT DISTINCT substr('  ' || q.word || ' ', i, 3)
+            FROM generate_series(3, length(q.word) + 1) AS i
+          )::varchar[] AS inner_grams) AS g,
          marketplace_searchterm AS t
-    WHERE t.trigrams && g.grams AND t.term <> q.word
+    WHERE t.trigrams && g.inner_grams AND t.term <> q.word
+      AND abs(length(t.term) - length(q.word)) <= 2
     ORDER BY score DESC, t.term
     LIMIT %s
 ) AS c

@@ -7,6 +7,7 @@ pages, the API, reviews and deployments all start from it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -14,11 +15,12 @@ from typing import Any
 from django.conf import settings
 from django.contrib.postgres.search import SearchQuery, SearchRank
 from django.db import connection
-from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, Max, OuterRef, Prefetch, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from apps.core.cache import platform_cache
 from apps.core.exceptions import Conflict, NotFound
 from apps.marketplace.models import (
     SEARCH_CONFIG,
@@ -56,7 +58,10 @@ def catalog_policy_of(tenant: Tenant | None) -> CatalogPolicy | None:
     return CatalogPolicy.objects.filter(tenant=tenant).first()
 
 
-def _visible_q(tenant: Tenant | None) -> Q:
+_UNKNOWN: Any = object()
+
+
+def _visible_q(tenant: Tenant | None, policy: CatalogPolicy | None = _UNKNOWN) -> Q:
     tenant = _catalog_tenant(tenant)
     public = Q(visibility=Visibility.PUBLIC)
     if tenant is None:
@@ -68,7 +73,8 @@ def _visible_q(tenant: Tenant | None) -> Q:
             )
         )
     )
-    policy = catalog_policy_of(tenant)
+    if policy is _UNKNOWN:
+        policy = catalog_policy_of(tenant)
     mode = policy.mode if policy else CatalogPolicy.Mode.ALL
     if mode == CatalogPolicy.Mode.PRIVATE_ONLY:
         return private_here
@@ -84,12 +90,18 @@ def _visible_q(tenant: Tenant | None) -> Q:
     return public | private_here
 
 
-def catalog_visible(*, tenant: Tenant | None, include_retired: bool = False) -> QuerySet[Blueprint]:
-    """Blueprints ``tenant``'s members may see (None: the public site)."""
+def catalog_visible(
+    *,
+    tenant: Tenant | None,
+    include_retired: bool = False,
+    policy: CatalogPolicy | None = _UNKNOWN,
+) -> QuerySet[Blueprint]:
+    """Blueprints ``tenant``'s members may see (None: the public site). ``policy``, when the
+    caller has already loaded it, saves a query."""
     states = [Blueprint.State.LISTED]
     if include_retired:
         states.append(Blueprint.State.RETIRED)
-    return Blueprint.objects.filter(_visible_q(tenant), state__in=states, hidden=False)
+    return Blueprint.objects.filter(_visible_q(tenant, policy), state__in=states, hidden=False)
 
 
 @dataclass(frozen=True)
@@ -163,13 +175,38 @@ def _filters(query: CatalogQuery, publisher_id: int | None) -> dict[str, Q]:
     return filters
 
 
+def _facet_key(
+    tenant: Tenant | None,
+    policy: CatalogPolicy | None,
+    query: CatalogQuery,
+    fixes: dict[str, list[str]],
+) -> str:
+    tenant = _catalog_tenant(tenant)
+    stamp = policy.updated_at.timestamp() if policy else 0
+    parts = [
+        str(tenant.pk if tenant else 0),
+        str(stamp),
+        catalog_stamp(),
+        " ".join(words_of(query.q)[:MAX_QUERY_WORDS]),
+        repr(sorted(fixes.items())),
+        query.category,
+        query.pricing,
+        query.tag,
+        query.publisher,
+        str(query.certified),
+    ]
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return f"marketplace:facets:{digest}"
+
+
 def catalog_search(*, tenant: Tenant | None, query: CatalogQuery) -> CatalogPage:
     """One page of the catalog for ``query``, with facet counts for every filter.
 
     Facets are disjunctive: the counts of one filter's values apply every other filter but not
     that one, so a person sees what choosing another value would give.
     """
-    base = catalog_visible(tenant=tenant)
+    policy = catalog_policy_of(tenant)
+    base = catalog_visible(tenant=tenant, policy=policy)
     search_query, fixes = _text_query(query.q)
     if search_query is not None:
         base = base.filter(search_vector=search_query)
@@ -179,7 +216,7 @@ def catalog_search(*, tenant: Tenant | None, query: CatalogQuery) -> CatalogPage
             Publisher.objects.filter(slug=query.publisher).values_list("pk", flat=True).first()
         )
     filters = _filters(query, publisher_id)
-    facets, count = _facets(base, filters)
+    facets, count = _facets(base, filters, _facet_key(tenant, policy, query, fixes))
 
     rows = base
     for condition in filters.values():
@@ -199,16 +236,63 @@ def catalog_search(*, tenant: Tenant | None, query: CatalogQuery) -> CatalogPage
     offset = (query.page - 1) * query.page_size
     results = list(
         rows.select_related("publisher")
-        .defer("description", "description_html")
+        .defer("description", "description_html", "search_vector")
         .order_by(*order, "id")[offset : offset + query.page_size]
     )
     return CatalogPage(results, count, query.page, query.page_size, facets, fixes)
 
 
-def _facets(base: QuerySet[Blueprint], filters: dict[str, Q]) -> tuple[dict[str, Any], int]:
-    """All facet counts in two queries (dimensions by GROUPING SETS, tags by unnest)."""
-    base_sql, base_params = _subquery_sql(base.values("pk"))
+FACET_CACHE_SECONDS = 300
 
+
+def catalog_stamp() -> str:
+    """When what the catalog lists last changed: every listing change, state change and
+    moderation updates ``updated_at`` (ratings and installs do not, and facets ignore them), so
+    cached facet counts are never served for a catalog that has moved on."""
+    latest = Blueprint.objects.aggregate(latest=Max("updated_at"))["latest"]
+    return latest.isoformat() if latest else "-"
+
+
+def _facets(
+    base: QuerySet[Blueprint], filters: dict[str, Q], cache_key: str
+) -> tuple[dict[str, Any], int]:
+    raw = platform_cache().get(cache_key)
+    if raw is None:
+        raw = _facet_counts(base, filters)
+        platform_cache().set(cache_key, raw, timeout=FACET_CACHE_SECONDS)
+    dims, tags = raw["dims"], raw["tags"]
+    if "category" in filters:
+        count = dims["category"].get(_q_value(filters["category"]), 0)
+    else:
+        count = sum(dims["category"].values())
+    publishers = {p.pk: p for p in Publisher.objects.filter(pk__in=list(dims["publisher"]))}
+    labels_cat = dict(Category.choices)
+    labels_price = dict(PricingModel.choices)
+    result = {
+        "category": [
+            FacetValue(k, str(labels_cat.get(k, k)), n)
+            for k, n in sorted(dims["category"].items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "pricing": [
+            FacetValue(k, str(labels_price.get(k, k)), n)
+            for k, n in sorted(dims["pricing"].items(), key=lambda kv: (-kv[1], kv[0]))
+        ],
+        "publisher": [
+            FacetValue(publishers[k].slug, publishers[k].name, n)
+            for k, n in sorted(dims["publisher"].items(), key=lambda kv: -kv[1])
+            if k in publishers
+        ],
+        "certified": [FacetValue("true", _("Certified"), dims["certified"].get(True, 0))],
+        "tag": [FacetValue(tag, tag, n) for tag, n in tags],
+    }
+    return result, count
+
+
+def _facet_counts(base: QuerySet[Blueprint], filters: dict[str, Q]) -> dict[str, Any]:
+    """All facet counts in two queries over the visible rows (dimensions by GROUPING SETS, tags
+    by unnest), each filter counted through a FILTER clause."""
+    columns = ("category", "pricing_model", "publisher_id", "certified", "tags")
+    base_sql, base_params = _subquery_sql(base.order_by().values(*columns))
     dims = {
         "category": "category",
         "pricing": "pricing_model",
@@ -226,61 +310,32 @@ def _facets(base: QuerySet[Blueprint], filters: dict[str, Q]) -> tuple[dict[str,
             "SELECT GROUPING(b.category), GROUPING(b.pricing_model), GROUPING(b.publisher_id),",
             "b.category, b.pricing_model, b.publisher_id, b.certified,",
             ", ".join(selects),
-            f"FROM marketplace_blueprint b WHERE b.id IN ({base_sql})",
+            f"FROM ({base_sql}) b",
             "GROUP BY GROUPING SETS ((b.category), (b.pricing_model), (b.publisher_id),",
             "(b.certified))",
         ]
     )
-    facets: dict[str, dict[Any, int]] = {name: {} for name in dims}
+    counts: dict[str, dict[Any, int]] = {name: {} for name in dims}
     with connection.cursor() as cursor:
-        cursor.execute(sql, params + list(base_params))
+        cursor.execute(sql, list(base_params) if not params else params + list(base_params))
         for g_cat, g_price, g_pub, cat, price, pub, cert, n_cat, n_pr, n_pub, n_cert in cursor:
             if not g_cat:
-                facets["category"][cat] = n_cat
+                counts["category"][cat] = n_cat
             elif not g_price:
-                facets["pricing"][price] = n_pr
+                counts["pricing"][price] = n_pr
             elif not g_pub:
-                facets["publisher"][pub] = n_pub
+                counts["publisher"][pub] = n_pub
             else:
-                facets["certified"][cert] = n_cert
+                counts["certified"][cert] = n_cert
         tag_sql, tag_params = _inline_condition(filters, skip="tag")
         cursor.execute(
-            f"SELECT t.tag, count(*) FILTER (WHERE {tag_sql}) AS n "  # noqa: S608 - our own SQL
-            "FROM marketplace_blueprint b CROSS JOIN LATERAL unnest(b.tags) AS t(tag) "
-            f"WHERE b.id IN ({base_sql}) GROUP BY t.tag "
-            "HAVING count(*) FILTER (WHERE " + tag_sql + ") > 0 "
-            "ORDER BY n DESC, t.tag LIMIT %s",
-            tag_params + list(base_params) + tag_params + [FACET_TAGS],
+            "SELECT tag, n FROM (SELECT unnest(b.tags) AS tag, "  # noqa: S608 - our own SQL
+            f"count(*) FILTER (WHERE {tag_sql}) AS n FROM ({base_sql}) b GROUP BY 1) t "
+            "WHERE n > 0 ORDER BY n DESC, tag LIMIT %s",
+            tag_params + list(base_params) + [FACET_TAGS],
         )
         tags = cursor.fetchall()
-
-    if "category" in filters:
-        count = facets["category"].get(_q_value(filters["category"]), 0)
-    else:
-        count = sum(facets["category"].values())
-    publishers = {
-        p.pk: p for p in Publisher.objects.filter(pk__in=[k for k in facets["publisher"] if k])
-    }
-    labels_cat = dict(Category.choices)
-    labels_price = dict(PricingModel.choices)
-    result = {
-        "category": [
-            FacetValue(k, str(labels_cat.get(k, k)), n)
-            for k, n in sorted(facets["category"].items(), key=lambda kv: (-kv[1], kv[0]))
-        ],
-        "pricing": [
-            FacetValue(k, str(labels_price.get(k, k)), n)
-            for k, n in sorted(facets["pricing"].items(), key=lambda kv: (-kv[1], kv[0]))
-        ],
-        "publisher": [
-            FacetValue(publishers[k].slug, publishers[k].name, n)
-            for k, n in sorted(facets["publisher"].items(), key=lambda kv: -kv[1])
-            if k in publishers
-        ],
-        "certified": [FacetValue("true", _("Certified"), facets["certified"].get(True, 0))],
-        "tag": [FacetValue(tag, tag, n) for tag, n in tags],
-    }
-    return result, count
+    return {"dims": counts, "tags": [tuple(row) for row in tags]}
 
 
 def _subquery_sql(qs: QuerySet[Any]) -> tuple[str, list[Any]]:

@@ -171,3 +171,13 @@ def test_the_public_site_shows_the_public_catalog_to_anyone(db, client):
 
     assert page.status_code == 200
     assert "IT Helpdesk" in page.content.decode()
+
+
+def test_cached_facet_counts_follow_catalog_changes(db, client_for, acme):
+    client = client_for(acme.host, acme.admin_email)
+    before = {f["value"]: f["count"] for f in search(client)["facets"]["category"]}
+
+    publish(slug="another-data-agent", name="Another Data Agent")
+    after = {f["value"]: f["count"] for f in search(client)["facets"]["category"]}
+
+    assert after["data"] == before["data"] + 1
