@@ -18,7 +18,7 @@ _EVERYONE = frozenset({"api_keys:own"})
 # Browsing the catalog and reviewing what one uses; auditors only read the audit trail.
 _CATALOG_USER = frozenset({"catalog:read", "reviews:write"})
 # Seeing the organisation's deployments (to chat with them); auditors read only the trail.
-_DEPLOYMENT_USER = frozenset({"deployments:read"})
+_DEPLOYMENT_USER = frozenset({"deployments:read", "chat:use"})
 _USER = _EVERYONE | _CATALOG_USER | _DEPLOYMENT_USER
 
 MATRIX: dict[str, frozenset[str]] = {

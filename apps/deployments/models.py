@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.conf import settings as django_settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -159,3 +160,19 @@ class ProviderFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.kind}"
+
+
+class ToolPolicy(models.Model):
+    """The organisation's rules for the ``http_get`` tool: the hosts agents may fetch from, and
+    whether private and loopback addresses are allowed (off: they are refused)."""
+
+    allowed_hosts = ArrayField(models.CharField(max_length=253), default=list, blank=True)
+    allow_private_addresses = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = _("tool policy")
+        verbose_name_plural = _("tool policies")
+
+    def __str__(self) -> str:
+        return ", ".join(self.allowed_hosts) or "-"

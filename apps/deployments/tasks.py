@@ -39,8 +39,11 @@ def start_problem(choice: ProviderChoice) -> str:
     )
 
     async def probe() -> None:
-        async for _event in provider.stream(request):
-            pass
+        try:
+            async for _event in provider.stream(request):
+                pass
+        finally:
+            await provider.aclose()
 
     try:
         asyncio.run(probe())

@@ -92,6 +92,10 @@ class Provider(Protocol):
         ``ProviderError`` on failure."""
         ...
 
+    async def aclose(self) -> None:
+        """Release the HTTP client (callers close a provider when the turn is over)."""
+        ...
+
 
 # Errors
 

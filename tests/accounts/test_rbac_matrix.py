@@ -116,6 +116,7 @@ EXPECTED_API_PERMISSIONS = {
     "DeploymentViewSet.rotate_secret": "deployments:manage",
     "DeploymentViewSet.pause": "deployments:operate",
     "DeploymentViewSet.resume": "deployments:operate",
+    "DeploymentViewSet.ask": "chat:use",
 }
 
 # The public site's own rules, checked before PAGE_RULES: its catalog pages are open to anyone.

@@ -32,7 +32,7 @@ def run_start_checks(org: Any, callbacks: list[Any]) -> None:
         return
     with schema_context(org.schema):
         for deployment in Deployment.objects.filter(status="configuring"):
-            deployment_start.apply(args=[deployment.pk])
+            deployment_start.apply(args=(deployment.pk,))
 
 
 @pytest.fixture

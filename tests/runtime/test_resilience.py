@@ -366,6 +366,9 @@ async def test_a_provider_ignoring_its_timeout_is_cut_off(tenant, breaker, sleep
             yield TextDelta("thinking")
             await asyncio.sleep(30)
 
+        async def aclose(self) -> None:
+            pass
+
     started = time.monotonic()
 
     events, error = await run(

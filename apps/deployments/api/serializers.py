@@ -81,3 +81,15 @@ class UpgradeInput(serializers.Serializer[Any]):
 class RotateSecretInput(serializers.Serializer[Any]):
     name = serializers.CharField(max_length=64)
     value = serializers.CharField(trim_whitespace=False, max_length=10_000)
+
+
+class AskInput(serializers.Serializer[Any]):
+    message = serializers.CharField(max_length=100_000, trim_whitespace=False)
+
+
+class AskOutput(serializers.Serializer[Any]):
+    reply = serializers.CharField()
+    refused = serializers.CharField(allow_null=True)
+    offline = serializers.BooleanField()
+    tool_calls = serializers.ListField(child=serializers.DictField())
+    usage = serializers.DictField(allow_null=True)

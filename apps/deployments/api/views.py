@@ -15,6 +15,8 @@ from rest_framework.response import Response
 from apps.core.api.base import ScopedViewSet
 from apps.deployments import services
 from apps.deployments.api.serializers import (
+    AskInput,
+    AskOutput,
     DeploymentCreateInput,
     DeploymentOutput,
     DeploymentUpdateInput,
@@ -22,6 +24,7 @@ from apps.deployments.api.serializers import (
     UpgradeInput,
 )
 from apps.deployments.models import Deployment, DeploymentSecret
+from apps.deployments.runtime import deployment_ask
 from apps.deployments.selectors import deployment_get, deployment_stats, deployments_live
 from apps.tenants.models import Tenant
 
@@ -57,6 +60,7 @@ class DeploymentViewSet(ScopedViewSet):
         "rotate_secret": "deployments:manage",
         "pause": "deployments:operate",
         "resume": "deployments:operate",
+        "ask": "chat:use",
     }
 
     def scoped_queryset(self) -> QuerySet[Any]:
@@ -163,3 +167,34 @@ class DeploymentViewSet(ScopedViewSet):
             value=data.validated_data["value"],
         )
         return self._render(deployment)
+
+    @extend_schema(
+        summary="Ask the agent one question (no history kept)",
+        request=AskInput,
+        responses=AskOutput,
+    )
+    @action(detail=True, methods=["post"])
+    def ask(self, request: Request, pk: str) -> Response:
+        data = AskInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        answer = deployment_ask(
+            deployment=deployment_get(pk=pk), user=request.user, text=data.validated_data["message"]
+        )
+        usage = answer.usage
+        return Response(
+            {
+                "reply": answer.text,
+                "refused": answer.refused.code if answer.refused else None,
+                "offline": answer.offline,
+                "tool_calls": answer.tool_calls,
+                "usage": {
+                    "provider": usage.provider,
+                    "model": usage.model,
+                    "input_tokens": usage.input_tokens,
+                    "output_tokens": usage.output_tokens,
+                    "latency_ms": usage.latency_ms,
+                }
+                if usage
+                else None,
+            }
+        )

@@ -19,9 +19,7 @@ def _encrypted_fields() -> list[tuple[Any, list[str]]]:
     found = []
     for model in apps.get_models():
         names = [
-            str(f.column)
-            for f in model._meta.concrete_fields
-            if isinstance(f, EncryptedTextField)
+            str(f.column) for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField)
         ]
         if names:
             found.append((model, names))

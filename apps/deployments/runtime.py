@@ -1,0 +1,204 @@
+"""The bridge from a deployment to the runtime: what an agent needs to answer, and the record of
+what each call cost and how it failed. Sync code (ORM); the engine itself is async."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from apps.accounts.permissions import has_permission
+from apps.core.exceptions import Conflict, Forbidden, ServiceError
+from apps.deployments.models import Deployment, ProviderFailure, RuntimeCall, ToolPolicy
+from apps.deployments.services import stored_secrets
+from apps.marketplace.models import BlueprintVersion
+from apps.runtime.engine import AgentSpec, InputRefused, ReplyRevised, run_turn
+from apps.runtime.guardrails import GuardrailConfig
+from apps.runtime.ratelimit import rate_limit_hit
+from apps.runtime.selection import choose_fallback, choose_provider
+from apps.runtime.tools import KnowledgeDoc
+from apps.runtime.types import ProviderError, TextDelta, ToolResult, Usage
+from apps.tenants.db import connection
+
+
+def serving_check(deployment: Deployment) -> None:
+    """Refuse, with a message a person can act on, a deployment that cannot answer now."""
+    if deployment.version.state == BlueprintVersion.State.RETIRED:
+        raise Conflict(
+            _(
+                "Version %(version)s of this agent is retired and no longer answers. Ask an admin "
+                "to upgrade the deployment."
+            )
+            % {"version": deployment.version.version},
+            code="version_retired",
+        )
+    if deployment.status != Deployment.Status.ACTIVE:
+        messages: dict[str, str] = {
+            Deployment.Status.PAUSED: _("This agent is paused. Ask an operator to resume it."),
+            Deployment.Status.CONFIGURING: _("This agent is starting. Try again in a moment."),
+            Deployment.Status.ERROR: _("This agent could not start: %(reason)s")
+            % {"reason": deployment.status_reason},
+        }
+        raise Conflict(
+            messages.get(deployment.status, _("This agent is not available.")),
+            code=f"deployment_{deployment.status}",
+        )
+
+
+def agent_spec(deployment: Deployment) -> AgentSpec:
+    version = deployment.version
+    secrets = stored_secrets(deployment)
+    documents = [KnowledgeDoc(doc.title, doc.content) for doc in version.documents.all()] + [
+        KnowledgeDoc(doc.title, doc.content) for doc in deployment.documents.all()
+    ]
+    policy = ToolPolicy.objects.first()
+    return AgentSpec(
+        deployment_id=deployment.pk,
+        tenant_key=connection.schema_name,
+        instructions=version.instructions,
+        provider=choose_provider(
+            provider=version.provider,
+            model=version.model,
+            secrets=secrets,
+            settings=deployment.settings,
+        ),
+        fallback=choose_fallback(
+            fallback=deployment.fallback_provider,
+            secrets=secrets,
+            settings=deployment.settings,
+            model=version.model,
+        ),
+        parameters=dict(version.parameters),
+        tools=tuple(version.tools),
+        guardrails=GuardrailConfig.from_blueprint(version.guardrails),
+        documents=tuple(documents),
+        allowed_hosts=frozenset(policy.allowed_hosts) if policy else frozenset(),
+        allow_private=bool(policy and policy.allow_private_addresses),
+    )
+
+
+def runtime_call_record(
+    *,
+    deployment: Deployment,
+    user_id: int | None,
+    usage: Usage | None,
+    error: ProviderError | None = None,
+    provider: str = "",
+    model: str = "",
+) -> RuntimeCall:
+    with transaction.atomic():
+        return RuntimeCall.objects.create(
+            deployment=deployment,
+            user_id=user_id,
+            provider=usage.provider if usage else provider,
+            model=usage.model if usage else model,
+            outcome=RuntimeCall.Outcome.FAILED if error else RuntimeCall.Outcome.OK,
+            error_kind=error.kind if error else "",
+            input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+            latency_ms=usage.latency_ms if usage else 0,
+        )
+
+
+def provider_failure_record(
+    *, deployment: Deployment, error: ProviderError, attempt: int, provider: str
+) -> None:
+    ProviderFailure.objects.create(
+        deployment=deployment,
+        provider=provider,
+        kind=error.kind,
+        attempt=attempt,
+        message=str(error.message)[:500],
+    )
+
+
+def failure_hook(deployment: Deployment, sink: list[Any]) -> Any:
+    """An ``on_failure`` for the engine that collects failures (recorded after the turn, from
+    sync code: the hook runs inside the event loop, where the ORM may not be used)."""
+
+    def hook(error: ProviderError, attempt: int, provider: str) -> None:
+        sink.append((error, attempt, provider))
+
+    return hook
+
+
+@dataclass
+class Answer:
+    text: str = ""
+    usage: Usage | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    refused: InputRefused | None = None
+    offline: bool = False
+
+
+def deployment_ask(*, deployment: Deployment, user: Any, text: str) -> Answer:
+    """One question, one answer, nothing stored but the usage: the API's quick way to try an
+    agent (conversations keep history and stream; see apps/conversations)."""
+    _require_chat(user)
+    serving_check(deployment)
+    rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
+    spec = agent_spec(deployment)
+    failures: list[Any] = []
+    answer = Answer(offline=spec.provider.offline)
+
+    async def turn() -> None:
+        parts: list[str] = []
+        async for event in run_turn(spec, [], text, on_failure=failure_hook(deployment, failures)):
+            if isinstance(event, TextDelta):
+                parts.append(event.text)
+            elif isinstance(event, ToolResult):
+                answer.tool_calls.append(
+                    {
+                        "tool": event.call.name,
+                        "arguments": event.call.arguments,
+                        "error": event.error,
+                    }
+                )
+            elif isinstance(event, ReplyRevised):
+                parts = [event.text]
+            elif isinstance(event, InputRefused):
+                answer.refused = event
+            elif isinstance(event, Usage):
+                answer.usage = event
+        answer.text = "".join(parts)
+
+    try:
+        async_to_sync(turn)()
+    except ProviderError as error:
+        for failed, attempt, provider in failures:
+            provider_failure_record(
+                deployment=deployment, error=failed, attempt=attempt, provider=provider
+            )
+        runtime_call_record(
+            deployment=deployment,
+            user_id=user.pk,
+            usage=None,
+            error=error,
+            provider=spec.provider.name,
+            model=spec.provider.model,
+        )
+        raise ProviderUnavailable(
+            _("The agent's provider failed (%(kind)s). Your message was not answered; try again.")
+            % {"kind": error.kind},
+            details={"kind": error.kind, "retryable": error.retryable},
+        ) from None
+    for failed, attempt, provider in failures:
+        provider_failure_record(
+            deployment=deployment, error=failed, attempt=attempt, provider=provider
+        )
+    if answer.refused is None:
+        runtime_call_record(deployment=deployment, user_id=user.pk, usage=answer.usage)
+    return answer
+
+
+class ProviderUnavailable(ServiceError):
+    status = 503
+    code = "provider_failed"
+
+
+def _require_chat(user: Any) -> None:
+    if not has_permission(user, "chat:use"):
+        raise Forbidden(_("Your role does not allow this."), details={"permission": "chat:use"})
