@@ -4,8 +4,12 @@ transaction with its audit event; the start check is dispatched after the commit
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
@@ -19,6 +23,7 @@ from apps.deployments.settings_schema import check_settings, secret_names
 from apps.marketplace.models import BlueprintVersion
 from apps.marketplace.selectors import blueprint_detail, deployable_version, recommended_version
 from apps.marketplace.services import blueprint_install_record
+from apps.runtime.selection import BASE_URL_SETTING
 from apps.tenants.db import connection
 from apps.tenants.models import Tenant
 
@@ -38,10 +43,36 @@ def stored_secrets(deployment: Deployment) -> dict[str, str]:
     return {secret.name: secret.value for secret in deployment.secrets.all()}
 
 
+def _base_url_problems(values: dict[str, Any]) -> dict[str, list[str]]:
+    """A provider address the organisation chose must not point into the platform's own network
+    (server-side request forgery), unless ``PROVIDER_ALLOW_PRIVATE_NETWORKS`` says it may."""
+    problems: dict[str, list[str]] = {}
+    for name in BASE_URL_SETTING.values():
+        url = values.get(name)
+        if not url:
+            continue
+        parts = urlsplit(str(url))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems[name] = [_("Enter an http:// or https:// address.")]
+        elif not settings.PROVIDER_ALLOW_PRIVATE_NETWORKS and not _host_is_public(parts.hostname):
+            problems[name] = [_("The address must be reachable on the public internet.")]
+    return problems
+
+
+def _host_is_public(host: str) -> bool:
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError):
+        return False
+    return all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_global for info in infos)
+
+
 def _settings_or_error(
     version: BlueprintVersion, submitted: dict[str, Any], secrets: dict[str, str] | None = None
 ) -> Any:
     checked = check_settings(version.settings_schema, submitted, stored_secrets=secrets)
+    for name, problems in _base_url_problems(checked.values).items():
+        checked.errors.setdefault(name, []).extend(problems)
     if not checked.ok:
         raise InvalidInput(
             _("Some settings are not valid."), code="invalid_settings", details=checked.errors

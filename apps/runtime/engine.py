@@ -140,12 +140,13 @@ async def run_turn(
     reply: list[str] = []
     input_tokens = output_tokens = 0
     provider_name, model, finish = spec.provider.name, spec.provider.model, "stop"
+    current_model = spec.provider.model
 
     try:
         for _round in range(MAX_TOOL_ROUNDS + 1):
             last_round = _round == MAX_TOOL_ROUNDS
             request = ProviderRequest(
-                model=spec.provider.model,
+                model=current_model,
                 messages=tuple(window),
                 # The last round offers no tools, so the model has to answer with what it has.
                 tools=() if last_round else tool_specs(spec.tools),
@@ -176,6 +177,12 @@ async def run_turn(
                     input_tokens += event.input_tokens
                     output_tokens += event.output_tokens
                     provider_name, model, finish = event.provider, event.model, event.finish_reason
+            if fallback is not None and provider_name == fallback.name != primary.name:
+                # The fallback answered this round: it finishes the turn (the primary just
+                # failed; its tool-call protocol state is the fallback's now anyway).
+                await primary.aclose()
+                primary, fallback = fallback, None
+                current_model = spec.fallback.model if spec.fallback else current_model
             if not calls:
                 break
             window.append(ChatMessage("assistant", "".join(round_text), tool_calls=tuple(calls)))

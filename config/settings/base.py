@@ -148,6 +148,10 @@ X_FRAME_OPTIONS = "DENY"
 # Secrets at rest (apps/core/crypto.py): Fernet keys, newest first. Empty: derived from SECRET_KEY.
 FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 
+# Provider addresses (openai_base_url) on private or loopback networks are refused unless this is
+# set: a tenant must not aim the platform's requests at its internal services.
+PROVIDER_ALLOW_PRIVATE_NETWORKS = env.bool("PROVIDER_ALLOW_PRIVATE_NETWORKS", default=False)
+
 # Message rate limits (apps/runtime/ratelimit.py), shared through Redis when REDIS_URL is set.
 RATE_LIMIT_USER_PER_MINUTE = env.int("RATE_LIMIT_USER_PER_MINUTE", default=20)
 RATE_LIMIT_DEPLOYMENT_PER_MINUTE = env.int("RATE_LIMIT_DEPLOYMENT_PER_MINUTE", default=120)

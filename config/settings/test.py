@@ -15,3 +15,5 @@ DEBUG = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 LOGGING["root"] = {"handlers": ["default"], "level": "WARNING"}  # noqa: F405
+# The fake provider servers of the tests listen on loopback.
+PROVIDER_ALLOW_PRIVATE_NETWORKS = True
