@@ -23,7 +23,7 @@ from apps.deployments.settings_schema import check_settings, secret_names
 from apps.marketplace.models import BlueprintVersion
 from apps.marketplace.selectors import blueprint_detail, deployable_version, recommended_version
 from apps.marketplace.services import blueprint_install_record
-from apps.runtime.selection import BASE_URL_SETTING
+from apps.runtime.selection import BASE_URL_SETTING, choose_provider
 from apps.tenants.db import connection
 from apps.tenants.models import Tenant
 
@@ -136,8 +136,26 @@ def _save_secrets(deployment: Deployment, secrets: dict[str, str]) -> None:
 
 
 def _dispatch_start(deployment: Deployment) -> None:
+    """Start the deployment: at once on the offline provider, which needs nothing checked;
+    through the start check (a background task after the commit) for a cloud provider."""
     from apps.deployments.tasks import deployment_start
 
+    choice = choose_provider(
+        provider=deployment.version.provider,
+        model=deployment.version.model,
+        secrets=stored_secrets(deployment),
+        settings=deployment.settings,
+    )
+    if choice.offline:
+        deployment.status, deployment.status_reason = Status.ACTIVE, ""
+        deployment.save(update_fields=["status", "status_reason"])
+        audit_record(
+            action="deployment.started",
+            target_type="deployments.deployment",
+            target_id=deployment.pk,
+            metadata={"provider": "local"},
+        )
+        return
     deployment_start.delay_on_commit(deployment.pk)
 
 
