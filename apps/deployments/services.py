@@ -17,7 +17,7 @@ from django.utils.translation import gettext as _
 
 from apps.accounts.permissions import has_permission
 from apps.audit.services import audit_record
-from apps.core.exceptions import Conflict, Forbidden, InvalidInput
+from apps.core.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from apps.deployments.models import Deployment, DeploymentSecret
 from apps.deployments.settings_schema import check_settings, secret_names
 from apps.marketplace.models import BlueprintVersion
@@ -407,3 +407,59 @@ def deployment_started(*, deployment_id: int, error: str = "") -> Deployment | N
             metadata={"reason": error[:500]} if error else {},
         )
     return deployment
+
+
+DOCUMENT_MAX_CHARS = 200_000
+DOCUMENTS_PER_DEPLOYMENT = 50
+
+
+def document_add(*, deployment: Deployment, actor: Any, title: str, content: str) -> Any:
+    """A document the agent's knowledge search will also read (plain text or Markdown)."""
+    _require(actor, "deployments:manage")
+    title, content = (title or "").strip(), (content or "").strip()
+    errors: dict[str, list[str]] = {}
+    if not 1 <= len(title) <= 200:
+        errors["title"] = [_("A title of 1 to 200 characters is required.")]
+    if not content:
+        errors["content"] = [_("The document is empty.")]
+    elif len(content) > DOCUMENT_MAX_CHARS:
+        errors["content"] = [
+            _("A document has at most %(count)d characters.") % {"count": DOCUMENT_MAX_CHARS}
+        ]
+    if errors:
+        raise InvalidInput(_("The document is not valid."), details=errors)
+    with transaction.atomic():
+        deployment = _live(deployment)
+        if deployment.documents.count() >= DOCUMENTS_PER_DEPLOYMENT:
+            raise Conflict(
+                _("A deployment holds at most %(count)d documents; remove one first.")
+                % {"count": DOCUMENTS_PER_DEPLOYMENT},
+                code="too_many_documents",
+            )
+        document = deployment.documents.create(title=title, content=content)
+        audit_record(
+            action="deployment.document_added",
+            actor=actor,
+            target_type="deployments.deployment",
+            target_id=deployment.pk,
+            metadata={"document": document.pk, "title": title, "characters": len(content)},
+        )
+    return document
+
+
+def document_remove(*, deployment: Deployment, actor: Any, document_id: int) -> None:
+    _require(actor, "deployments:manage")
+    with transaction.atomic():
+        deployment = _live(deployment)
+        document = deployment.documents.filter(pk=document_id).first()
+        if document is None:
+            raise NotFound(_("No such document."))
+        title = document.title
+        document.delete()
+        audit_record(
+            action="deployment.document_removed",
+            actor=actor,
+            target_type="deployments.deployment",
+            target_id=deployment.pk,
+            metadata={"document": document_id, "title": title},
+        )

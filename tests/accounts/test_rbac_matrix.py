@@ -45,7 +45,8 @@ PAGE_RULES: list[tuple[str, str]] = [
     (r"^admin/(login|logout)/$", "auth_flow"),
     (
         r"^admin/(audit/auditevent|accounts/apikey|tenants/tenant"
-        r"|marketplace/(blueprint|blueprintversion|review|reviewreport))/add/$",
+        r"|marketplace/(blueprint|blueprintversion|review|reviewreport)|deployments/deployment)"
+        r"/add/$",
         "admin_readonly",
     ),
     (r"^admin/autocomplete/$", "admin_readonly"),
@@ -117,6 +118,9 @@ EXPECTED_API_PERMISSIONS = {
     "DeploymentViewSet.pause": "deployments:operate",
     "DeploymentViewSet.resume": "deployments:operate",
     "DeploymentViewSet.ask": "chat:use",
+    "DeploymentViewSet.documents": "deployments:read",
+    "DeploymentViewSet.add_document": "deployments:manage",
+    "DeploymentViewSet.remove_document": "deployments:manage",
 }
 
 # The public site's own rules, checked before PAGE_RULES: its catalog pages are open to anyone.

@@ -203,3 +203,48 @@ def test_two_concurrent_deploys_for_the_last_slot_give_one_deployment(committed,
         with schema_context(globex.schema):
             Deployment.objects.all().delete()
         version.blueprint.delete()
+
+
+def test_uploaded_documents_feed_the_knowledge_search(blueprint_version, deploy, client_for, acme):
+    created = as_json(deploy())
+    admin = client_for(acme.host, acme.admin_email)
+    url = f"{API}{created['id']}/documents/"
+
+    added = admin.post(
+        url + "add/",
+        {
+            "title": "Supplier payment terms",
+            "content": "Suppliers in Germany are paid within 45 days of the invoice date.",
+        },
+        content_type="application/json",
+    )
+    answer = as_json(
+        admin.post(
+            f"{API}{created['id']}/ask/",
+            {"message": "How many days until German suppliers are paid?"},
+            content_type="application/json",
+        )
+    )
+
+    assert added.status_code == 201
+    assert [d["title"] for d in as_json(admin.get(url))] == ["Supplier payment terms"]
+    assert "45 days" in answer["reply"]
+    removed = admin.post(f"{url}{as_json(added)['id']}/remove/")
+    assert removed.status_code == 204
+    assert as_json(admin.get(url)) == []
+
+
+def test_an_empty_or_oversized_document_is_refused(blueprint_version, deploy, client_for, acme):
+    created = as_json(deploy())
+    admin = client_for(acme.host, acme.admin_email)
+    url = f"{API}{created['id']}/documents/add/"
+
+    empty = admin.post(url, {"title": "x", "content": "   "}, content_type="application/json")
+    huge = admin.post(
+        url, {"title": "x", "content": "a" * 200_001}, content_type="application/json"
+    )
+
+    assert empty.status_code == 400
+    assert huge.status_code == 400
+    with schema_context(acme.schema):
+        assert not Deployment.objects.get(pk=created["id"]).documents.exists()

@@ -93,3 +93,18 @@ class AskOutput(serializers.Serializer[Any]):
     offline = serializers.BooleanField()
     tool_calls = serializers.ListField(child=serializers.DictField())
     usage = serializers.DictField(allow_null=True)
+
+
+class DocumentInput(serializers.Serializer[Any]):
+    title = serializers.CharField(max_length=200)
+    content = serializers.CharField(max_length=200_000, trim_whitespace=False)
+
+
+class DocumentOutput(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    characters = serializers.SerializerMethodField()
+    created_at = serializers.DateTimeField()
+
+    def get_characters(self, obj: Any) -> int:
+        return len(obj.content)

@@ -20,6 +20,8 @@ from apps.deployments.api.serializers import (
     DeploymentCreateInput,
     DeploymentOutput,
     DeploymentUpdateInput,
+    DocumentInput,
+    DocumentOutput,
     RotateSecretInput,
     UpgradeInput,
 )
@@ -61,6 +63,9 @@ class DeploymentViewSet(ScopedViewSet):
         "pause": "deployments:operate",
         "resume": "deployments:operate",
         "ask": "chat:use",
+        "documents": "deployments:read",
+        "add_document": "deployments:manage",
+        "remove_document": "deployments:manage",
     }
 
     def scoped_queryset(self) -> QuerySet[Any]:
@@ -198,3 +203,31 @@ class DeploymentViewSet(ScopedViewSet):
                 else None,
             }
         )
+
+    @extend_schema(
+        summary="Documents uploaded for the agent's knowledge", responses=DocumentOutput(many=True)
+    )
+    @action(detail=True, methods=["get"])
+    def documents(self, request: Request, pk: str) -> Response:
+        deployment = deployment_get(pk=pk)
+        return Response(DocumentOutput(deployment.documents.all(), many=True).data)
+
+    @extend_schema(
+        summary="Add a knowledge document", request=DocumentInput, responses={201: DocumentOutput}
+    )
+    @action(detail=True, methods=["post"], url_path="documents/add")
+    def add_document(self, request: Request, pk: str) -> Response:
+        data = DocumentInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        document = services.document_add(
+            deployment=deployment_get(pk=pk), actor=request.user, **data.validated_data
+        )
+        return Response(DocumentOutput(document).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Remove a knowledge document", request=None, responses={204: None})
+    @action(detail=True, methods=["post"], url_path=r"documents/(?P<document_id>\d+)/remove")
+    def remove_document(self, request: Request, pk: str, document_id: str) -> Response:
+        services.document_remove(
+            deployment=deployment_get(pk=pk), actor=request.user, document_id=int(document_id)
+        )
+        return Response(status=status.HTTP_204_NO_CONTENT)
