@@ -15,7 +15,7 @@ from django.views.decorators.http import require_POST
 
 from apps.accounts.decorators import permission_required
 from apps.accounts.permissions import has_permission
-from apps.core.exceptions import NotFound, ServiceError
+from apps.core.exceptions import InvalidInput, NotFound, ServiceError
 from apps.deployments import services
 from apps.deployments.models import Deployment
 from apps.deployments.selectors import deployment_get, deployment_stats, deployments_live
@@ -175,6 +175,7 @@ def _detail_context(request: HttpRequest, deployment: Deployment, **extra: Any) 
         "stored_secrets": sorted(stored),
         "other_versions": newer,
         "failures": deployment.failures.all()[:10],
+        "documents": deployment.documents.all(),
         "can_manage": has_permission(request.user, "deployments:manage"),
         "can_operate": has_permission(request.user, "deployments:operate"),
         "settings_form": settings_form_class(
@@ -278,4 +279,44 @@ def deployment_manage(request: HttpRequest, pk: int, verb: str) -> HttpResponse:
             raise Http404
     except ServiceError as exc:
         messages.error(request, _incompatible(exc))
+    return redirect("deployments:detail", pk=pk)
+
+
+@require_POST
+@permission_required("deployments:manage")
+def deployment_documents(request: HttpRequest, pk: int) -> HttpResponse:
+    """Add a knowledge document (text pasted or a text file), or remove one."""
+    try:
+        deployment = deployment_get(pk=pk)
+    except NotFound:
+        raise Http404 from None
+    try:
+        if request.POST.get("remove"):
+            services.document_remove(
+                deployment=deployment, actor=request.user, document_id=int(request.POST["remove"])
+            )
+            messages.success(request, _("The document was removed."))
+        else:
+            upload = request.FILES.get("file")
+            content = request.POST.get("content", "")
+            if upload is not None:
+                try:
+                    content = upload.read(services.DOCUMENT_MAX_CHARS * 4 + 1).decode("utf-8")
+                except UnicodeDecodeError:
+                    raise InvalidInput(
+                        _("Upload a text or Markdown file (UTF-8)."),
+                        details={"file": [_("Not a text file.")]},
+                    ) from None
+            services.document_add(
+                deployment=deployment,
+                actor=request.user,
+                title=request.POST.get("title", "") or (upload.name or "" if upload else ""),
+                content=content,
+            )
+            messages.success(request, _("The document was added to the agent's knowledge."))
+    except (ServiceError, ValueError) as exc:
+        message = exc.message if isinstance(exc, ServiceError) else _("No such document.")
+        details = exc.details if isinstance(exc, ServiceError) else {}
+        problems = [str(p) for errors in details.values() for p in errors]
+        messages.error(request, " ".join([message, *problems]))
     return redirect("deployments:detail", pk=pk)

@@ -92,3 +92,28 @@ def test_pause_and_resume_from_the_page(blueprint_version, deploy, client_for, a
 
     assert "badge-status-paused" in paused
     assert ">Resume<" in paused
+
+
+def test_a_text_file_is_added_to_the_knowledge_from_the_page(
+    blueprint_version, deploy, client_for, acme
+):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from tests.deployments.conftest import as_json
+
+    created = as_json(deploy())
+    admin = client_for(acme.host, acme.admin_email)
+
+    admin.post(
+        f"/deployments/{created['id']}/documents/",
+        {"file": SimpleUploadedFile("terms.md", b"# Terms\n\nNet 30 for all suppliers.")},
+    )
+    refused = admin.post(
+        f"/deployments/{created['id']}/documents/",
+        {"file": SimpleUploadedFile("photo.jpg", b"\xff\xd8\xff\xe0binary")},
+        follow=True,
+    )
+
+    page = html(admin.get(f"/deployments/{created['id']}/"))
+    assert "terms.md" in page
+    assert "Not a text file." in html(refused)
