@@ -10,7 +10,7 @@ the ``on_failure`` hook, and persists the messages.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +106,7 @@ async def run_turn(
     user_text: str,
     *,
     on_failure: FailureHook | None = None,
-) -> AsyncIterator[TurnEvent]:
+) -> AsyncGenerator[TurnEvent, None]:
     """Answer ``user_text`` after ``history``. Yields text deltas (redacted), tool calls and their
     results, at most one ``ReplyRevised``, and one ``Usage`` summing every provider call, last.
     Raises ``ProviderError`` when no provider could answer (nothing is yielded twice)."""

@@ -66,6 +66,7 @@ TENANT_APPS = [
     "allauth.socialaccount",
     "apps.sso",
     "apps.deployments",
+    "apps.conversations",
 ]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 

@@ -1,0 +1,347 @@
+"""Every write to conversations. The user's message is committed before any provider is called;
+the reply is a row that moves pending → streaming → complete, failed or cancelled; usage is added
+up per deployment, user and day. Websocket, REST, SSE and the OpenAI-compatible API all use
+these, so they behave the same."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from apps.accounts.permissions import has_permission
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+from apps.conversations.models import Conversation, Message, UsageDay
+from apps.core.exceptions import Conflict, Forbidden, InvalidInput, NotFound
+from apps.deployments.models import Deployment
+from apps.deployments.runtime import (
+    agent_spec,
+    provider_failure_record,
+    runtime_call_record,
+    serving_check,
+)
+from apps.runtime.engine import AgentSpec, redacted_input
+from apps.runtime.ratelimit import rate_limit_hit
+from apps.runtime.types import ChatMessage, ProviderError, Usage
+
+TITLE_CHARS = 60
+HISTORY_MESSAGES = 50
+CONTENT_MAX_CHARS = 100_000
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+Status = Message.Status
+
+
+def require_chat(user: Any) -> None:
+    if not has_permission(user, "chat:use"):
+        raise Forbidden(_("Your role does not allow chatting with agents."))
+
+
+def title_from(text: str) -> str:
+    words = " ".join(text.split())
+    if len(words) <= TITLE_CHARS:
+        return words or _("New conversation")
+    return words[:TITLE_CHARS].rsplit(" ", 1)[0] + "…"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    conversation: Conversation
+    message: Message
+    reply: Message
+    duplicate: bool = False
+    spec: AgentSpec | None = None  # None when no provider is to be called (duplicate, refused)
+    history: tuple[ChatMessage, ...] = ()
+
+
+def _history(conversation: Conversation, before_id: int) -> tuple[ChatMessage, ...]:
+    rows = list(
+        conversation.messages.filter(id__lt=before_id, status=Status.COMPLETE)
+        .exclude(content="")
+        .order_by("-id")
+        .values_list("role", "content")[:HISTORY_MESSAGES]
+    )
+    return tuple(
+        ChatMessage("user" if role == Message.Role.USER else "assistant", content)
+        for role, content in reversed(rows)
+    )
+
+
+def _existing(user: Any, deployment: Deployment, client_msg_id: str) -> Accepted | None:
+    message = (
+        Message.objects.filter(
+            role=Message.Role.USER,
+            client_msg_id=client_msg_id,
+            conversation__user=user,
+            conversation__deployment=deployment,
+        )
+        .select_related("conversation")
+        .first()
+    )
+    if message is None:
+        return None
+    reply = message.replies.order_by("-id").first()
+    assert reply is not None  # created in the same transaction
+    return Accepted(message.conversation, message, reply, duplicate=True)
+
+
+def message_accept(
+    *,
+    user: Any,
+    deployment: Deployment,
+    content: str,
+    client_msg_id: str,
+    conversation_id: int | None = None,
+) -> Accepted:
+    """Store the user's message and an empty reply, in one transaction, before any provider is
+    called. The same ``client_msg_id`` again returns what the first one created."""
+    require_chat(user)
+    if not isinstance(client_msg_id, str) or not _CLIENT_ID.match(client_msg_id):
+        raise InvalidInput(
+            _("Each message needs a client_msg_id of 1 to 64 letters, digits or -_.:"),
+            details={"client_msg_id": [_("Invalid client message id.")]},
+        )
+    existing = _existing(user, deployment, client_msg_id)
+    if existing is not None:
+        return existing
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidInput(_("The message is empty."), details={"content": [_("Write a message.")]})
+    if len(content) > CONTENT_MAX_CHARS:
+        raise InvalidInput(
+            _("The message is too long."),
+            code="too_long",
+            details={"content": [_("At most %(n)d characters.") % {"n": CONTENT_MAX_CHARS}]},
+        )
+    serving_check(deployment)
+    conversation = None
+    if conversation_id is not None:
+        conversation = Conversation.objects.filter(
+            pk=conversation_id, user=user, deployment=deployment
+        ).first()
+        if conversation is None:
+            raise NotFound(_("No such conversation."))
+    spec = agent_spec(deployment)
+    checked = redacted_input(spec, content)
+    refused = checked if not isinstance(checked, str) else None
+    if refused is not None and refused.code == "too_long":
+        raise InvalidInput(refused.message, code="too_long", details={"content": [refused.message]})
+    rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
+    stored_text = refused.text if refused else str(checked)
+    try:
+        with transaction.atomic():
+            if conversation is None:
+                conversation = Conversation.objects.create(
+                    deployment=deployment, user=user, title=title_from(stored_text)
+                )
+            message = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.USER,
+                content=stored_text,
+                client_msg_id=client_msg_id,
+            )
+            reply = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                reply_to=message,
+                status=Status.COMPLETE if refused else Status.PENDING,
+                content=refused.message if refused else "",
+                error_code=refused.code if refused else "",
+                provider="guardrails" if refused else "",
+            )
+            Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
+            if refused is None:
+                _usage_add(deployment, user.pk, messages=1)
+    except IntegrityError:  # the same client_msg_id sent twice at the same moment
+        again = _existing(user, deployment, client_msg_id)
+        if again is None:
+            raise
+        return again
+    if refused is not None:
+        return Accepted(conversation, message, reply)
+    return Accepted(
+        conversation, message, reply, spec=spec, history=_history(conversation, message.pk)
+    )
+
+
+def reply_retry(*, user: Any, reply_id: int) -> Accepted:
+    """Try a failed or cancelled reply again (the user's message was kept)."""
+    require_chat(user)
+    with transaction.atomic():
+        reply = (
+            Message.objects.select_for_update()
+            .select_related("conversation", "conversation__deployment", "reply_to")
+            .filter(pk=reply_id, role=Message.Role.ASSISTANT, conversation__user=user)
+            .first()
+        )
+        if reply is None or reply.reply_to is None:
+            raise NotFound(_("No such reply."))
+        if reply.status not in (Status.FAILED, Status.CANCELLED):
+            raise Conflict(_("Only a failed or cancelled reply can be retried."), code="not_failed")
+        deployment = reply.conversation.deployment
+        serving_check(deployment)
+        rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
+        reply.status, reply.content, reply.error_code, reply.error_message = (
+            Status.PENDING,
+            "",
+            "",
+            "",
+        )
+        reply.updated_at = timezone.now()
+        reply.save(update_fields=["status", "content", "error_code", "error_message", "updated_at"])
+    spec = agent_spec(deployment)
+    message = reply.reply_to
+    return Accepted(
+        reply.conversation,
+        message,
+        reply,
+        spec=spec,
+        history=(*_history(reply.conversation, message.pk), ChatMessage("user", message.content)),
+    )
+
+
+def reply_progress(*, reply_id: int, content: str) -> None:
+    """The reply so far (called in batches while it streams, not per token)."""
+    Message.objects.filter(pk=reply_id, status__in=[Status.PENDING, Status.STREAMING]).update(
+        content=content, status=Status.STREAMING, updated_at=timezone.now()
+    )
+
+
+def reply_finish(
+    *,
+    reply_id: int,
+    content: str,
+    usage: Usage | None,
+    tools: list[dict[str, Any]],
+    user_id: int | None,
+    failures: list[Any],
+) -> Message:
+    with transaction.atomic():
+        reply = Message.objects.select_related("conversation__deployment").get(pk=reply_id)
+        reply.content, reply.status, reply.tools = content, Status.COMPLETE, tools
+        if usage is not None:
+            reply.tokens_in, reply.tokens_out = usage.input_tokens, usage.output_tokens
+            reply.latency_ms, reply.provider, reply.model = (
+                usage.latency_ms,
+                usage.provider,
+                usage.model,
+            )
+        reply.updated_at = timezone.now()
+        reply.save()
+        deployment = reply.conversation.deployment
+        _record_failures(deployment, failures)
+        runtime_call_record(deployment=deployment, user_id=user_id, usage=usage)
+        if usage is not None:
+            _usage_add(
+                deployment, user_id, tokens_in=usage.input_tokens, tokens_out=usage.output_tokens
+            )
+    return reply
+
+
+def reply_fail(
+    *,
+    reply_id: int,
+    content: str,
+    error: ProviderError | None,
+    code: str,
+    message: str,
+    user_id: int | None,
+    failures: list[Any],
+) -> Message:
+    """The reply failed: what streamed so far is kept, with the reason; the user may retry."""
+    with transaction.atomic():
+        reply = Message.objects.select_related("conversation__deployment").get(pk=reply_id)
+        reply.content, reply.status = content, Status.FAILED
+        reply.error_code, reply.error_message = code[:32], message[:500]
+        reply.updated_at = timezone.now()
+        reply.save()
+        deployment = reply.conversation.deployment
+        _record_failures(deployment, failures)
+        runtime_call_record(
+            deployment=deployment,
+            user_id=user_id,
+            usage=None,
+            error=error,
+            provider=error.provider if error else "",
+        )
+    return reply
+
+
+def reply_cancel(*, reply_id: int, content: str) -> Message:
+    with transaction.atomic():
+        reply = Message.objects.get(pk=reply_id)
+        reply.content, reply.status, reply.updated_at = content, Status.CANCELLED, timezone.now()
+        reply.save(update_fields=["content", "status", "updated_at"])
+    return reply
+
+
+def _record_failures(deployment: Deployment, failures: list[Any]) -> None:
+    for failed, attempt, provider in failures:
+        provider_failure_record(
+            deployment=deployment, error=failed, attempt=attempt, provider=provider
+        )
+
+
+def _usage_add(
+    deployment: Deployment,
+    user_id: int | None,
+    *,
+    messages: int = 0,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+) -> None:
+    today: date = timezone.localdate()
+    row, _created = UsageDay.objects.get_or_create(
+        deployment=deployment, user_id=user_id, day=today
+    )
+    UsageDay.objects.filter(pk=row.pk).update(
+        messages=F("messages") + messages,
+        tokens_in=F("tokens_in") + tokens_in,
+        tokens_out=F("tokens_out") + tokens_out,
+    )
+
+
+def conversation_archive(*, conversation: Conversation, user: Any, archived: bool = True) -> None:
+    Conversation.objects.filter(pk=conversation.pk, user=user).update(
+        archived_at=timezone.now() if archived else None
+    )
+
+
+def conversation_delete(*, conversation: Conversation, user: Any) -> None:
+    with transaction.atomic():
+        audit_record(
+            action="conversation.deleted",
+            actor=user,
+            target_type="conversations.conversation",
+            target_id=conversation.pk,
+            metadata={
+                "deployment": conversation.deployment_id,
+                "messages": conversation.messages.count(),
+            },
+        )
+        conversation.delete()
+
+
+def conversation_exported(*, conversation: Conversation, user: Any, format: str) -> None:
+    audit_record(
+        action="conversation.exported",
+        actor=user,
+        target_type="conversations.conversation",
+        target_id=conversation.pk,
+        metadata={"format": format, "messages": conversation.messages.count()},
+    )
+
+
+def connection_refused(*, actor: Any, reason: str, deployment_id: Any, channel: str) -> None:
+    """Every refused chat connection is audited with its reason."""
+    audit_record(
+        action="chat.connection_refused",
+        actor=actor,
+        outcome=AuditEvent.Outcome.DENIED,
+        metadata={"reason": reason, "deployment": str(deployment_id)[:32], "channel": channel},
+    )

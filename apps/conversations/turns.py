@@ -1,0 +1,254 @@
+"""Streaming one reply: the engine's events become protocol events, deltas are coalesced (one
+event per ~40 ms, not per token), and the reply row is written in batches and finalised.
+
+Every transport (websocket, SSE, the OpenAI-compatible API) drives a reply through ``stream_reply``
+with its own ``emit``; ``db`` runs a sync function in the tenant's schema (a consumer's ``db`` or
+``sync_to_async`` inside a request).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from django.utils.translation import gettext as _
+
+from apps.conversations import services
+from apps.conversations.services import Accepted
+from apps.runtime.engine import InputRefused, ReplyRevised, run_turn
+from apps.runtime.types import ProviderError, TextDelta, ToolCallRequested, ToolResult, Usage
+
+logger = logging.getLogger(__name__)
+
+COALESCE_SECONDS = 0.04
+PERSIST_SECONDS = 0.5
+PERSIST_CHARS = 2_000
+
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+Db = Callable[..., Awaitable[Any]]
+
+
+def ack_event(accepted: Accepted, client_msg_id: str) -> dict[str, Any]:
+    return {
+        "type": "ack",
+        "client_msg_id": client_msg_id,
+        "conversation_id": accepted.conversation.pk,
+        "message_id": accepted.message.pk,
+        "reply_id": accepted.reply.pk,
+        "duplicate": accepted.duplicate,
+        "conversation_title": accepted.conversation.title,
+    }
+
+
+def message_event(message: Any) -> dict[str, Any]:
+    """A stored message as the protocol shows it (history, resume, duplicates)."""
+    return {
+        "type": "message",
+        "id": message.pk,
+        "conversation_id": message.conversation_id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "reply_to": message.reply_to_id,
+        "error": {"code": message.error_code, "message": message.error_message}
+        if message.error_code
+        else None,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+async def stream_reply(
+    accepted: Accepted,
+    *,
+    emit: Emit,
+    db: Db,
+    user_id: int | None,
+    cancelled: asyncio.Event | None = None,
+) -> str:
+    """Run the reply of ``accepted`` to its end; returns its final status."""
+    reply_id = accepted.reply.pk
+    spec = accepted.spec
+    if spec is None:  # a guardrail answered, or a duplicate: nothing to run
+        await emit(
+            {
+                "type": "done",
+                "reply_id": reply_id,
+                "content": accepted.reply.content,
+                "usage": None,
+                "status": accepted.reply.status,
+            }
+        )
+        return str(accepted.reply.status)
+    cancelled = cancelled or asyncio.Event()
+    text: list[str] = []
+    pending: list[str] = []
+    tools: list[dict[str, Any]] = []
+    failures: list[Any] = []
+    usage: Usage | None = None
+    last_emit = last_persist = time.monotonic()
+    persisted_chars = 0
+    seq = 0
+
+    async def flush(force: bool = False) -> None:
+        nonlocal last_emit, last_persist, persisted_chars, seq
+        now = time.monotonic()
+        if pending and (force or now - last_emit >= COALESCE_SECONDS):
+            seq += 1
+            chunk = "".join(pending)
+            pending.clear()
+            last_emit = now
+            await emit({"type": "delta", "reply_id": reply_id, "seq": seq, "text": chunk})
+        content_length = sum(map(len, text))
+        if force or (
+            now - last_persist >= PERSIST_SECONDS
+            or content_length - persisted_chars >= PERSIST_CHARS
+        ):
+            if content_length != persisted_chars:
+                await db(services.reply_progress, reply_id=reply_id, content="".join(text))
+                persisted_chars = content_length
+            last_persist = now
+
+    def on_failure(error: ProviderError, attempt: int, provider: str) -> None:
+        failures.append((error, attempt, provider))
+
+    events = run_turn(spec, accepted.history, accepted.message.content, on_failure=on_failure)
+    revised: str | None = None
+    try:
+        async for event in events:
+            if cancelled.is_set():
+                break
+            if isinstance(event, TextDelta):
+                text.append(event.text)
+                pending.append(event.text)
+                await flush()
+            elif isinstance(event, ToolCallRequested):
+                await flush(force=True)
+                await emit(
+                    {
+                        "type": "tool",
+                        "reply_id": reply_id,
+                        "stage": "call",
+                        "name": event.call.name,
+                        "arguments": event.call.arguments,
+                    }
+                )
+            elif isinstance(event, ToolResult):
+                tools.append(
+                    {
+                        "name": event.call.name,
+                        "arguments": event.call.arguments,
+                        "error": event.error,
+                    }
+                )
+                await emit(
+                    {
+                        "type": "tool",
+                        "reply_id": reply_id,
+                        "stage": "result",
+                        "name": event.call.name,
+                        "error": event.error,
+                        "output": event.output[:2_000],
+                    }
+                )
+            elif isinstance(event, ReplyRevised):
+                revised = event.text
+            elif isinstance(event, InputRefused):
+                pass  # already handled when the message was accepted
+            elif isinstance(event, Usage):
+                usage = event
+    except ProviderError as error:
+        await flush(force=True)
+        await db(
+            services.reply_fail,
+            reply_id=reply_id,
+            content="".join(text),
+            error=error,
+            code=error.kind,
+            message=str(error.message),
+            user_id=user_id,
+            failures=failures,
+        )
+        await emit(
+            {
+                "type": "error",
+                "reply_id": reply_id,
+                "code": error.kind,
+                "message": _(
+                    "The agent's provider failed (%(kind)s). Your message is kept; try again."
+                )
+                % {"kind": error.kind},
+                "retryable": True,
+            }
+        )
+        return "failed"
+    except Exception:
+        logger.exception("reply %s failed", reply_id)
+        await db(
+            services.reply_fail,
+            reply_id=reply_id,
+            content="".join(text),
+            error=None,
+            code="internal",
+            message="internal error",
+            user_id=user_id,
+            failures=failures,
+        )
+        await emit(
+            {
+                "type": "error",
+                "reply_id": reply_id,
+                "code": "internal",
+                "message": _("Something went wrong on our side. Your message is kept; try again."),
+                "retryable": True,
+            }
+        )
+        return "failed"
+    finally:
+        await events.aclose()
+    if cancelled.is_set():
+        await flush(force=True)
+        await db(services.reply_cancel, reply_id=reply_id, content="".join(text))
+        await emit(
+            {
+                "type": "done",
+                "reply_id": reply_id,
+                "status": "cancelled",
+                "usage": None,
+                "content": "".join(text),
+            }
+        )
+        return "cancelled"
+    await flush(force=True)
+    content = revised if revised is not None else "".join(text)
+    await db(
+        services.reply_finish,
+        reply_id=reply_id,
+        content=content,
+        usage=usage,
+        tools=tools,
+        user_id=user_id,
+        failures=failures,
+    )
+    if revised is not None:
+        await emit({"type": "revised", "reply_id": reply_id, "content": revised})
+    await emit(
+        {
+            "type": "done",
+            "reply_id": reply_id,
+            "status": "complete",
+            "content": content,
+            "usage": {
+                "provider": usage.provider,
+                "model": usage.model,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+            }
+            if usage
+            else None,
+            "latency_ms": usage.latency_ms if usage else None,
+        }
+    )
+    return "complete"
