@@ -174,7 +174,8 @@ def reply_retry(*, user: Any, reply_id: int) -> Accepted:
     require_chat(user)
     with transaction.atomic():
         reply = (
-            Message.objects.select_for_update()
+            # Only the reply's row: PostgreSQL cannot lock the nullable side of reply_to's join.
+            Message.objects.select_for_update(of=("self",))
             .select_related("conversation", "conversation__deployment", "reply_to")
             .filter(pk=reply_id, role=Message.Role.ASSISTANT, conversation__user=user)
             .first()
@@ -201,7 +202,7 @@ def reply_retry(*, user: Any, reply_id: int) -> Accepted:
         message,
         reply,
         spec=spec,
-        history=(*_history(reply.conversation, message.pk), ChatMessage("user", message.content)),
+        history=_history(reply.conversation, message.pk),
     )
 
 
@@ -304,6 +305,22 @@ def _usage_add(
         tokens_in=F("tokens_in") + tokens_in,
         tokens_out=F("tokens_out") + tokens_out,
     )
+
+
+def usage_record(
+    *,
+    deployment: Deployment,
+    user_id: int | None,
+    messages: int = 0,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+) -> None:
+    """Usage of a turn that keeps no conversation (the OpenAI-compatible API is stateless), in
+    the same daily rows as conversations, so quotas and billing count it alike."""
+    with transaction.atomic():
+        _usage_add(
+            deployment, user_id, messages=messages, tokens_in=tokens_in, tokens_out=tokens_out
+        )
 
 
 def conversation_archive(*, conversation: Conversation, user: Any, archived: bool = True) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -60,6 +60,31 @@ def message_event(message: Any) -> dict[str, Any]:
     }
 
 
+_STOP = object()
+
+
+async def _next_event(events: AsyncIterator[Any], cancelled: asyncio.Event) -> Any:
+    """The next event, or ``_STOP`` at the end or as soon as ``cancelled`` is set: a provider can
+    stay silent for a long time (a slow first token, a hung stream), and a cancel must not wait
+    for it."""
+    if cancelled.is_set():
+        return _STOP
+    step = asyncio.ensure_future(anext(events, _STOP))
+    stop = asyncio.ensure_future(cancelled.wait())
+    try:
+        await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not step.done():
+            step.cancel()
+            await asyncio.wait({step})
+    if cancelled.is_set():
+        if not step.cancelled():
+            step.exception()  # retrieved: a failure racing the cancel is not worth a warning
+        return _STOP
+    return step.result()
+
+
 async def stream_reply(
     accepted: Accepted,
     *,
@@ -88,7 +113,8 @@ async def stream_reply(
     tools: list[dict[str, Any]] = []
     failures: list[Any] = []
     usage: Usage | None = None
-    last_emit = last_persist = time.monotonic()
+    last_persist = time.monotonic()
+    last_emit = 0.0  # the first text goes out at once: the wait for it is what people notice
     persisted_chars = 0
     seq = 0
 
@@ -117,9 +143,7 @@ async def stream_reply(
     events = run_turn(spec, accepted.history, accepted.message.content, on_failure=on_failure)
     revised: str | None = None
     try:
-        async for event in events:
-            if cancelled.is_set():
-                break
+        while (event := await _next_event(events, cancelled)) is not _STOP:
             if isinstance(event, TextDelta):
                 text.append(event.text)
                 pending.append(event.text)

@@ -17,4 +17,5 @@ def site(request: HttpRequest) -> dict[str, Any]:
         "is_public_site": not is_tenant,
         # For the navigation: cheap (the role is on the user), and safe to show.
         "can_read_deployments": bool(is_tenant and has_permission(user, "deployments:read")),
+        "can_chat": bool(is_tenant and has_permission(user, "chat:use")),
     }

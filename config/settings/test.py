@@ -17,3 +17,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 LOGGING["root"] = {"handlers": ["default"], "level": "WARNING"}  # noqa: F405
 # The fake provider servers of the tests listen on loopback.
 PROVIDER_ALLOW_PRIVATE_NETWORKS = True
+# Many tests chat as the same seeded people within one minute; the tests of the limits set their
+# own (servers started by the tests inherit these through the environment unless it says else).
+if "RATE_LIMIT_USER_PER_MINUTE" not in os.environ:
+    RATE_LIMIT_USER_PER_MINUTE = 10_000
+if "RATE_LIMIT_DEPLOYMENT_PER_MINUTE" not in os.environ:
+    RATE_LIMIT_DEPLOYMENT_PER_MINUTE = 10_000

@@ -35,6 +35,8 @@ PLATFORM_ROLES = ["platform_admin", "publisher", None]
 #   view        a page decorated with permission_required: the permission it declares decides
 #   view        a page decorated with permission_required: the permission it declares decides
 #   home        the site's start page (the workspace home needs sign-in; the landing page does not)
+#   api:<p>     a non-DRF API view: 401 without credentials, 403 without <p>
+#   bearer_only an API that takes only Bearer keys: every session caller gets 401
 PAGE_RULES: list[tuple[str, str]] = [
     (r"^(healthz|readyz|metrics)$", "public"),
     (r"^i18n/", "public"),
@@ -56,6 +58,11 @@ PAGE_RULES: list[tuple[str, str]] = [
     (r"^sso/", "view"),
     (r"^marketplace/", "view"),
     (r"^deployments/", "view"),
+    (r"^chat/", "view"),
+    # A plain async view (Server-Sent Events) that checks the permission it declares itself.
+    (r"^api/v1/deployments/.+/messages/stream/$", "api:chat:use"),
+    # The OpenAI-compatible API accepts only Bearer API keys, never the session.
+    (r"^v1/", "bearer_only"),
     (r"^$", "home"),
 ]
 
@@ -121,6 +128,15 @@ EXPECTED_API_PERMISSIONS = {
     "DeploymentViewSet.documents": "deployments:read",
     "DeploymentViewSet.add_document": "deployments:manage",
     "DeploymentViewSet.remove_document": "deployments:manage",
+    "ConversationViewSet.list": "chat:use",
+    "ConversationViewSet.retrieve": "chat:use",
+    "ConversationViewSet.destroy": "chat:use",
+    "ConversationViewSet.archive": "chat:use",
+    "ConversationViewSet.unarchive": "chat:use",
+    "ConversationViewSet.messages": "chat:use",
+    "ConversationViewSet.export": "chat:use",
+    "ConversationViewSet.retry": "chat:use",
+    "DeploymentMessageViewSet.create": "chat:use",
 }
 
 # The public site's own rules, checked before PAGE_RULES: its catalog pages are open to anyone.
@@ -210,6 +226,15 @@ def _check_page(
         return None if status not in (401, 403) else f"got {status}"
     if rule == "auth_flow":
         return None
+    if rule == "bearer_only":
+        return None if status == 401 else f"got {status} (sessions are not accepted)"
+    if rule.startswith("api:"):
+        permission = rule.removeprefix("api:")
+        if role is None:
+            return None if status == 401 else f"got {status}"
+        allowed = permission in MATRIX[role]
+        ok = status not in (401, 403) if allowed else status == 403
+        return None if ok else f"got {status} (needs {permission})"
     if rule == "home":
         if role is None:
             return (
