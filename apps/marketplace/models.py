@@ -137,7 +137,7 @@ class Blueprint(models.Model):
             # Lets the facet queries read the index alone for the listed, visible catalog.
             models.Index(
                 fields=["category", "pricing_model", "publisher", "certified"],
-                include=["visibility", "tags"],
+                include=["visibility", "tags", "id"],
                 condition=Q(state="listed", hidden=False),
                 name="mkt_blueprint_facets",
             ),

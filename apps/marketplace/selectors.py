@@ -328,11 +328,13 @@ def _facet_counts(base: QuerySet[Blueprint], filters: dict[str, Q]) -> dict[str,
             else:
                 counts["certified"][cert] = n_cert
         tag_sql, tag_params = _inline_condition(filters, skip="tag")
+        # The other filters go in WHERE (not a FILTER clause): tags counted 0 are dropped anyway,
+        # and the rows never unnested are most of the work.
         cursor.execute(
-            "SELECT tag, n FROM (SELECT unnest(b.tags) AS tag, "  # noqa: S608 - our own SQL
-            f"count(*) FILTER (WHERE {tag_sql}) AS n FROM ({base_sql}) b GROUP BY 1) t "
-            "WHERE n > 0 ORDER BY n DESC, tag LIMIT %s",
-            tag_params + list(base_params) + [FACET_TAGS],
+            "SELECT tag, count(*) AS n FROM (SELECT unnest(b.tags) AS tag "  # noqa: S608
+            f"FROM ({base_sql}) b WHERE {tag_sql}) t "
+            "GROUP BY tag ORDER BY n DESC, tag LIMIT %s",
+            list(base_params) + tag_params + [FACET_TAGS],
         )
         tags = cursor.fetchall()
     return {"dims": counts, "tags": [tuple(row) for row in tags]}

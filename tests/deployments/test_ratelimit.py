@@ -10,6 +10,7 @@ from apps.runtime.ratelimit import rate_limit_hit
 
 def test_a_user_gets_the_configured_messages_a_minute_then_429(settings):
     settings.RATE_LIMIT_USER_PER_MINUTE = 3
+    settings.RATE_LIMIT_DEPLOYMENT_PER_MINUTE = 100
     now = 1_000_040.0  # 20 s into the window that starts at 1_000_020
 
     for _ in range(3):
@@ -26,6 +27,7 @@ def test_a_user_gets_the_configured_messages_a_minute_then_429(settings):
 
 def test_the_deployment_limit_counts_every_user(settings):
     settings.RATE_LIMIT_DEPLOYMENT_PER_MINUTE = 2
+    settings.RATE_LIMIT_USER_PER_MINUTE = 5
     now = 2_000_000.0
 
     rate_limit_hit(user_id="a", deployment_id="d-shared", now=now)
