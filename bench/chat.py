@@ -1533,6 +1533,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    # A plain kill still stops the servers and drops the database (the finally clauses run).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     limits = _rate_limits(args)
     database = prepare_environment(args.keep_db, limits, args.settings)
     print(f"bench database: {database.description}", flush=True)
@@ -1634,6 +1636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     finally:
         _close_connections()
+        _forget_redis_keys()
         if database.admin_url is not None:
             if args.keep_db:
                 print(f"kept database {BENCH_DATABASE}")
@@ -1642,6 +1645,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.keep_db:
             print(f"kept DATA_DIR {database.data_dir}")
     return 0 if passed else 1
+
+
+def _forget_redis_keys() -> None:
+    """Delete this run's keys (groups, rate-limit counters, cancel flags) from a shared Redis."""
+    url, prefix = os.environ.get("REDIS_URL"), os.environ.get("CACHE_KEY_PREFIX", "")
+    if not url or not prefix.startswith("bench-chat-"):
+        return
+    import redis
+
+    try:
+        client = redis.Redis.from_url(url)
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for first in range(0, len(keys), 500):
+            client.delete(*keys[first : first + 500])
+        client.close()
+    except redis.RedisError as error:
+        print(f"note: could not delete this run's Redis keys ({prefix}*): {error}")
 
 
 def _close_connections() -> None:

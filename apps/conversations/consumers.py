@@ -6,7 +6,8 @@ Every socket of one user on one deployment joins the group ``chat_group(...)``, 
 serves it, so a reply reaches every open tab. The socket that accepted a message runs the reply
 as a task of its own: the reply outlives that socket (it is stored, and the other tabs still
 show it), and a ``cancel`` from any tab on any process reaches it: at once in the same process,
-through a flag in the shared cache that the reply checks every ``CANCEL_POLL_SECONDS`` otherwise.
+through a flag in Redis that the process's watcher reads every ``cancels.POLL_SECONDS`` otherwise
+(``apps/conversations/cancels.py``).
 """
 
 from __future__ import annotations
@@ -21,15 +22,18 @@ from typing import Any
 
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AnonymousUser
-from django.core.cache import cache
 from django.utils.translation import gettext as _
 
 from apps.accounts.api_keys import api_key_resolve
 from apps.accounts.models import ApiKey, User
 from apps.accounts.permissions import has_permission
-from apps.conversations import services
+from apps.conversations import cancels, services
 from apps.conversations.models import Conversation, Message
-from apps.conversations.selectors import conversation_get, conversation_messages
+from apps.conversations.selectors import (
+    chat_admission,
+    conversation_get,
+    conversation_messages,
+)
 from apps.conversations.services import Accepted
 from apps.conversations.turns import ack_event, message_event, stream_reply
 from apps.core.context import client_ip_var, request_id_var, user_agent_var, user_var
@@ -64,9 +68,6 @@ HISTORY_PAGE = 50
 RESUME_PAGE = 200
 CLOSE_NOT_FOUND = CLOSE_UNKNOWN_HOST
 CLOSE_NOT_SERVING = 4409
-# A cancel sent to another process is noticed within this time; the flag outlives any reply.
-CANCEL_POLL_SECONDS = 0.25
-CANCEL_KEEP_SECONDS = 3600
 _MAX_ID = 2**63 - 1
 _OPEN = (Message.Status.PENDING, Message.Status.STREAMING)
 # Conflicts raised by ``serving_check``: the deployment cannot answer now.
@@ -75,8 +76,6 @@ _NOT_SERVING_CODES = frozenset({"version_retired"})
 # Replies streaming in this process. The loop keeps only weak references to tasks, and a reply
 # must not be collected because the socket that started it has gone.
 _replies: set[asyncio.Task[str]] = set()
-# Their cancel events, by (schema, reply id): a cancel arriving in this process acts at once.
-_cancels: dict[tuple[str, int], asyncio.Event] = {}
 
 
 def chat_group(schema: str, user_id: int, deployment_id: int) -> str:
@@ -152,12 +151,14 @@ def _deployment(deployment_id: int) -> Deployment:
 def _chat_user(user_id: int, api_key_id: int | None) -> User:
     """The caller as they are now: a role change, a deactivation or a revoked key counts from
     the next message on, not from the next connection."""
-    user = User.objects.filter(pk=user_id).first()
     api_key = None
-    if api_key_id is not None:
-        api_key = ApiKey.objects.filter(pk=api_key_id, user_id=user_id).first()
-        if api_key is None or not api_key.is_usable:
-            user = None
+    if api_key_id is None:
+        user = User.objects.filter(pk=user_id).first()
+    else:
+        api_key = (
+            ApiKey.objects.select_related("user").filter(pk=api_key_id, user_id=user_id).first()
+        )
+        user = api_key.user if api_key is not None and api_key.is_usable else None
     if user is None or not has_permission(user, "chat:use", api_key=api_key):
         raise Forbidden(_("You may no longer chat with this agent."))
     return user
@@ -172,10 +173,17 @@ def _accept(
     client_msg_id: str,
     conversation_id: int | None,
 ) -> Accepted:
-    user = _chat_user(user_id, api_key_id)
+    admission = chat_admission(user_id=user_id, api_key_id=api_key_id, deployment_id=deployment_id)
+    user, api_key = admission.user, admission.api_key
+    if api_key_id is not None and (api_key is None or not api_key.is_usable):
+        user = None
+    if user is None or not has_permission(user, "chat:use", api_key=api_key):
+        raise Forbidden(_("You may no longer chat with this agent."))
+    if admission.deployment is None:
+        raise NotFound(_("No such deployment."))
     return services.message_accept(
         user=user,
-        deployment=deployment_get(pk=deployment_id),
+        deployment=admission.deployment,
         content=content,
         client_msg_id=client_msg_id,
         conversation_id=conversation_id,
@@ -257,22 +265,6 @@ def _interrupted(*, reply_id: int, content: str, user_id: int) -> bool:
 # Streaming a reply to every socket of the group
 
 
-def _cancel_key(reply_id: int) -> str:
-    return f"chat:cancel:{reply_id}"  # the cache adds the tenant's schema
-
-
-def _cancel_request(*, reply_id: int) -> None:
-    cache.set(_cancel_key(reply_id), True, timeout=CANCEL_KEEP_SECONDS)
-
-
-def _cancel_requested(*, reply_id: int) -> bool:
-    return bool(cache.get(_cancel_key(reply_id)))
-
-
-def _cancel_forget(*, reply_id: int) -> None:
-    cache.delete(_cancel_key(reply_id))
-
-
 async def run_reply(accepted: Accepted, *, tenant: Tenant, group: str, user_id: int) -> str:
     """Stream the reply of ``accepted`` to ``group`` until it ends; returns its final status.
 
@@ -280,12 +272,12 @@ async def run_reply(accepted: Accepted, *, tenant: Tenant, group: str, user_id: 
     layer = get_channel_layer()
     assert layer is not None
     reply_id = accepted.reply.pk
+    key = (tenant.schema_name, reply_id)
     db = partial(run_in_tenant, tenant)
-    cancelled = asyncio.Event()
-    _cancels[(tenant.schema_name, reply_id)] = cancelled
-    # A retry streams the same reply again: a cancel of an earlier attempt must not stop it.
-    await db(_cancel_forget, reply_id=reply_id)
-    watcher = asyncio.create_task(_watch_cancel(db, reply_id, cancelled))
+    if accepted.retried:
+        # A retry streams the same reply again: a cancel of an earlier attempt must not stop it.
+        await cancels.forget(key)
+    cancelled = cancels.register(key)
     streamed: list[str] = []
 
     async def emit(event: dict[str, Any]) -> None:
@@ -313,23 +305,10 @@ async def run_reply(accepted: Accepted, *, tenant: Tenant, group: str, user_id: 
                 )
         raise
     finally:
-        _cancels.pop((tenant.schema_name, reply_id), None)
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        with contextlib.suppress(Exception):
-            await db(_cancel_forget, reply_id=reply_id)
-
-
-async def _watch_cancel(db: Any, reply_id: int, cancelled: asyncio.Event) -> None:
-    """Notice a cancel sent through another process. Polling the shared cache, rather than a
-    channel of the layer, also reaches a reply whose socket has gone, and a cancel cannot be
-    lost the way a channel-layer message can."""
-    while not cancelled.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(cancelled.wait(), CANCEL_POLL_SECONDS)
-        if not cancelled.is_set() and await db(_cancel_requested, reply_id=reply_id):
-            cancelled.set()
+        cancels.unregister(key)
+        if cancelled.is_set():
+            with contextlib.suppress(Exception):
+                await cancels.forget(key)
 
 
 def _start_reply(accepted: Accepted, *, tenant: Tenant, group: str, user_id: int) -> None:
@@ -575,10 +554,7 @@ class ChatConsumer(TenantJsonConsumer):
             await self._service_error(error, reply_id=reply_id)
             return
         # The reply answers with ``done`` (status ``cancelled``) to every socket of the group.
-        await self.db(_cancel_request, reply_id=reply_id)
-        local = _cancels.get((self.tenant.schema_name, reply_id))
-        if local is not None:
-            local.set()
+        await cancels.request((self.tenant.schema_name, reply_id))
 
     async def _on_resume(self, content: dict[str, Any]) -> None:
         conversation_id = _id(content, "conversation_id")

@@ -4,15 +4,20 @@ API offers as models."""
 
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Substr
 from django.utils.translation import gettext as _
 
+from apps.accounts.models import ApiKey, User
 from apps.conversations.models import Conversation, Message
 from apps.core.exceptions import NotFound
+from apps.core.sqlfast import rows, table
 from apps.deployments.models import Deployment
+from apps.deployments.runtime import STAMP_WIDTH, stamp_columns
 from apps.deployments.selectors import deployments_live
 from apps.marketplace.models import BlueprintVersion
 
@@ -100,3 +105,75 @@ def deployment_for_model(*, model: str) -> Deployment | None:
     if not model:
         return None
     return deployments_live().filter(slug=model).first()
+
+
+# The checks of every chat message, in one hand-written query (see ``chat_admission``).
+
+
+@dataclass(frozen=True)
+class Admission:
+    """Who sends and to what, as stored now. ``user`` is None when the user is gone, ``api_key``
+    None without a key or when it is gone, ``deployment`` None when it is gone. The objects are
+    built from the row and carry only what the checks and the spec cache need: never save them."""
+
+    user: User | None
+    api_key: ApiKey | None
+    deployment: Deployment | None
+
+
+@functools.cache
+def _admission_sql() -> str:
+    user, key, deployment = table(User), table(ApiKey), table(Deployment)
+    version = table(BlueprintVersion)
+    return f"""
+        SELECT u.id, u.is_active, u.role, u.email,
+               k.id, k.scopes, k.expires_at, k.revoked_at,
+               d.id, d.name, d.status, d.status_reason, d.blueprint_id,
+               v.state, v.version,
+               {stamp_columns("d")}
+          FROM (SELECT 1) one
+          LEFT JOIN {user} u ON u.id = %(user)s
+          LEFT JOIN {key} k ON k.id = %(key)s AND k.user_id = u.id
+          LEFT JOIN {deployment} d ON d.id = %(deployment)s AND d.status <> 'deleted'
+          LEFT JOIN {version} v ON v.id = d.version_id
+    """  # noqa: S608 - table names from the models, values as parameters
+
+
+def chat_admission(*, user_id: int, api_key_id: int | None, deployment_id: int) -> Admission:
+    """The user, their key and the deployment as they are now, for the checks repeated on every
+    chat message (a role change, a deactivation, a revoked key or a paused deployment counts
+    from the next message on): one query instead of the ORM's four, whose compiling would cost
+    more than the database does. The deployment carries the stamp of its agent spec
+    (``apps.deployments.runtime.agent_spec_current``)."""
+    found = rows(
+        _admission_sql(), {"user": user_id, "key": api_key_id, "deployment": deployment_id}
+    )[0]
+    uid, active, role, email, kid, scopes, expires_at, revoked_at = found[:8]
+    did, name, status, reason, blueprint_id, version_state, version_label = found[8:15]
+    stamp = tuple(found[15:])
+    assert len(stamp) == STAMP_WIDTH
+    user = None if uid is None else User(id=uid, is_active=active, role=role, email=email)
+    api_key = None
+    if kid is not None:
+        api_key = ApiKey(
+            id=kid, user_id=uid, scopes=scopes, expires_at=expires_at, revoked_at=revoked_at
+        )
+    deployment = None
+    if did is not None:
+        version_id, updated_at, fallback = stamp[:3]
+        deployment = Deployment(
+            id=did,
+            name=name,
+            status=status,
+            status_reason=reason,
+            version_id=version_id,
+            blueprint_id=blueprint_id,
+            fallback_provider=fallback,
+            updated_at=updated_at,
+        )
+        deployment.version = BlueprintVersion(
+            id=version_id, state=version_state, version=version_label
+        )
+        deployment.spec_stamp = stamp  # type: ignore[attr-defined]
+        deployment.partial = True  # type: ignore[attr-defined]
+    return Admission(user, api_key, deployment)

@@ -20,9 +20,11 @@ from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.conversations.models import Conversation, Message, UsageDay
 from apps.core.exceptions import Conflict, Forbidden, InvalidInput, NotFound
+from apps.core.sqlfast import insert, rows, table, update
 from apps.deployments.models import Deployment
 from apps.deployments.runtime import (
     agent_spec,
+    agent_spec_current,
     provider_failure_record,
     runtime_call_record,
     serving_check,
@@ -58,37 +60,60 @@ class Accepted:
     duplicate: bool = False
     spec: AgentSpec | None = None  # None when no provider is to be called (duplicate, refused)
     history: tuple[ChatMessage, ...] = ()
+    retried: bool = False  # a failed or cancelled reply run again
+
+
+# The reads and writes of every message are written by hand (apps/core/sqlfast.py): compiling
+# the ORM's queries cost several times what PostgreSQL spends running them.
 
 
 def _history(conversation: Conversation, before_id: int) -> tuple[ChatMessage, ...]:
-    rows = list(
-        conversation.messages.filter(id__lt=before_id, status=Status.COMPLETE)
-        .exclude(content="")
-        .order_by("-id")
-        .values_list("role", "content")[:HISTORY_MESSAGES]
+    found = rows(
+        f"SELECT role, content FROM {table(Message)} WHERE conversation_id = %s AND id < %s "  # noqa: S608
+        "AND status = %s AND content <> '' ORDER BY id DESC LIMIT %s",
+        [conversation.pk, before_id, Status.COMPLETE, HISTORY_MESSAGES],
     )
     return tuple(
         ChatMessage("user" if role == Message.Role.USER else "assistant", content)
-        for role, content in reversed(rows)
+        for role, content in reversed(found)
     )
 
 
 def _existing(user: Any, deployment: Deployment, client_msg_id: str) -> Accepted | None:
-    message = (
-        Message.objects.filter(
-            role=Message.Role.USER,
-            client_msg_id=client_msg_id,
-            conversation__user=user,
-            conversation__deployment=deployment,
-        )
-        .select_related("conversation")
-        .first()
+    found = rows(
+        f"SELECT m.id FROM {table(Message)} m JOIN {table(Conversation)} c "  # noqa: S608
+        "ON c.id = m.conversation_id WHERE m.role = %s AND m.client_msg_id = %s "
+        "AND c.user_id = %s AND c.deployment_id = %s LIMIT 1",
+        [Message.Role.USER, client_msg_id, user.pk, deployment.pk],
     )
-    if message is None:
+    if not found:
         return None
+    message = Message.objects.select_related("conversation").get(pk=found[0][0])
     reply = message.replies.order_by("-id").first()
     assert reply is not None  # created in the same transaction
     return Accepted(message.conversation, message, reply, duplicate=True)
+
+
+def _own_conversation(user: Any, deployment: Deployment, conversation_id: int) -> Conversation:
+    found = rows(
+        f"SELECT id, title, created_at, updated_at, archived_at FROM {table(Conversation)} "  # noqa: S608
+        "WHERE id = %s AND user_id = %s AND deployment_id = %s",
+        [conversation_id, user.pk, deployment.pk],
+    )
+    if not found:
+        raise NotFound(_("No such conversation."))
+    pk, title, created_at, updated_at, archived_at = found[0]
+    conversation = Conversation(
+        id=pk,
+        user_id=user.pk,
+        deployment_id=deployment.pk,
+        title=title,
+        created_at=created_at,
+        updated_at=updated_at,
+        archived_at=archived_at,
+    )
+    conversation._state.adding = False
+    return conversation
 
 
 def message_accept(
@@ -121,40 +146,54 @@ def message_accept(
     serving_check(deployment)
     conversation = None
     if conversation_id is not None:
-        conversation = Conversation.objects.filter(
-            pk=conversation_id, user=user, deployment=deployment
-        ).first()
-        if conversation is None:
-            raise NotFound(_("No such conversation."))
-    spec = agent_spec(deployment)
+        conversation = _own_conversation(user, deployment, conversation_id)
+    spec = agent_spec_current(deployment)
     checked = redacted_input(spec, content)
     refused = checked if not isinstance(checked, str) else None
     if refused is not None and refused.code == "too_long":
         raise InvalidInput(refused.message, code="too_long", details={"content": [refused.message]})
     rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
     stored_text = refused.text if refused else str(checked)
+    started = conversation is None
     try:
         with transaction.atomic():
+            now = timezone.now()
             if conversation is None:
-                conversation = Conversation.objects.create(
-                    deployment=deployment, user=user, title=title_from(stored_text)
+                conversation = insert(
+                    Conversation(
+                        deployment_id=deployment.pk,
+                        user_id=user.pk,
+                        title=title_from(stored_text),
+                        created_at=now,
+                        updated_at=now,
+                    )
                 )
-            message = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.USER,
-                content=stored_text,
-                client_msg_id=client_msg_id,
+            else:
+                update(Conversation, conversation.pk, {"updated_at": now})
+                conversation.updated_at = now
+            message = insert(
+                Message(
+                    conversation=conversation,
+                    role=Message.Role.USER,
+                    content=stored_text,
+                    client_msg_id=client_msg_id,
+                    created_at=now,
+                    updated_at=now,
+                )
             )
-            reply = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                reply_to=message,
-                status=Status.COMPLETE if refused else Status.PENDING,
-                content=refused.message if refused else "",
-                error_code=refused.code if refused else "",
-                provider="guardrails" if refused else "",
+            reply = insert(
+                Message(
+                    conversation=conversation,
+                    role=Message.Role.ASSISTANT,
+                    reply_to=message,
+                    status=Status.COMPLETE if refused else Status.PENDING,
+                    content=refused.message if refused else "",
+                    error_code=refused.code if refused else "",
+                    provider="guardrails" if refused else "",
+                    created_at=now,
+                    updated_at=now,
+                )
             )
-            Conversation.objects.filter(pk=conversation.pk).update(updated_at=timezone.now())
             if refused is None:
                 _usage_add(deployment, user.pk, messages=1)
     except IntegrityError:  # the same client_msg_id sent twice at the same moment
@@ -164,9 +203,8 @@ def message_accept(
         return again
     if refused is not None:
         return Accepted(conversation, message, reply)
-    return Accepted(
-        conversation, message, reply, spec=spec, history=_history(conversation, message.pk)
-    )
+    history = () if started else _history(conversation, message.pk)
+    return Accepted(conversation, message, reply, spec=spec, history=history)
 
 
 def reply_retry(*, user: Any, reply_id: int) -> Accepted:
@@ -203,6 +241,7 @@ def reply_retry(*, user: Any, reply_id: int) -> Accepted:
         reply,
         spec=spec,
         history=_history(reply.conversation, message.pk),
+        retried=True,
     )
 
 
@@ -221,27 +260,36 @@ def reply_finish(
     tools: list[dict[str, Any]],
     user_id: int | None,
     failures: list[Any],
-) -> Message:
+    deployment_id: int | None = None,
+) -> None:
+    """The reply streamed to its end: its text, usage and the runtime call, in one transaction."""
+    fields: dict[str, Any] = {
+        "content": content,
+        "status": Status.COMPLETE,
+        "tools": tools,
+        "updated_at": timezone.now(),
+    }
+    if usage is not None:
+        fields |= {
+            "tokens_in": usage.input_tokens,
+            "tokens_out": usage.output_tokens,
+            "latency_ms": usage.latency_ms,
+            "provider": usage.provider,
+            "model": usage.model,
+        }
     with transaction.atomic():
-        reply = Message.objects.select_related("conversation__deployment").get(pk=reply_id)
-        reply.content, reply.status, reply.tools = content, Status.COMPLETE, tools
-        if usage is not None:
-            reply.tokens_in, reply.tokens_out = usage.input_tokens, usage.output_tokens
-            reply.latency_ms, reply.provider, reply.model = (
-                usage.latency_ms,
-                usage.provider,
-                usage.model,
-            )
-        reply.updated_at = timezone.now()
-        reply.save()
-        deployment = reply.conversation.deployment
+        if deployment_id is None:
+            deployment_id = Message.objects.values_list(
+                "conversation__deployment_id", flat=True
+            ).get(pk=reply_id)
+        update(Message, reply_id, fields)
+        deployment = Deployment(pk=deployment_id)
         _record_failures(deployment, failures)
         runtime_call_record(deployment=deployment, user_id=user_id, usage=usage)
         if usage is not None:
             _usage_add(
                 deployment, user_id, tokens_in=usage.input_tokens, tokens_out=usage.output_tokens
             )
-    return reply
 
 
 def reply_fail(
@@ -296,14 +344,27 @@ def _usage_add(
     tokens_in: int = 0,
     tokens_out: int = 0,
 ) -> None:
+    """Add to the day's row, creating it if needed: one statement (an upsert on the row's unique
+    key; rows without a user cannot use it, NULLs never conflict)."""
     today: date = timezone.localdate()
-    row, _created = UsageDay.objects.get_or_create(
-        deployment=deployment, user_id=user_id, day=today
-    )
-    UsageDay.objects.filter(pk=row.pk).update(
-        messages=F("messages") + messages,
-        tokens_in=F("tokens_in") + tokens_in,
-        tokens_out=F("tokens_out") + tokens_out,
+    if user_id is None:
+        row, _created = UsageDay.objects.get_or_create(
+            deployment=deployment, user_id=None, day=today
+        )
+        UsageDay.objects.filter(pk=row.pk).update(
+            messages=F("messages") + messages,
+            tokens_in=F("tokens_in") + tokens_in,
+            tokens_out=F("tokens_out") + tokens_out,
+        )
+        return
+    usage = table(UsageDay)
+    rows(
+        f"INSERT INTO {usage} (deployment_id, user_id, day, messages, tokens_in, tokens_out) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (deployment_id, user_id, day) DO UPDATE "
+        f"SET messages = {usage}.messages + EXCLUDED.messages, "
+        f"tokens_in = {usage}.tokens_in + EXCLUDED.tokens_in, "
+        f"tokens_out = {usage}.tokens_out + EXCLUDED.tokens_out RETURNING id",
+        [deployment.pk, user_id, today, messages, tokens_in, tokens_out],
     )
 
 

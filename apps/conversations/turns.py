@@ -118,7 +118,9 @@ async def stream_reply(
     persisted_chars = 0
     seq = 0
 
-    async def flush(force: bool = False) -> None:
+    async def flush(force: bool = False, persist: bool = True) -> None:
+        """Emit the pending text (coalesced), and store the reply so far now and then; at the end
+        (``persist=False``) the final write stores it."""
         nonlocal last_emit, last_persist, persisted_chars, seq
         now = time.monotonic()
         if pending and (force or now - last_emit >= COALESCE_SECONDS):
@@ -127,6 +129,8 @@ async def stream_reply(
             pending.clear()
             last_emit = now
             await emit({"type": "delta", "reply_id": reply_id, "seq": seq, "text": chunk})
+        if not persist:
+            return
         content_length = sum(map(len, text))
         if force or (
             now - last_persist >= PERSIST_SECONDS
@@ -184,7 +188,7 @@ async def stream_reply(
             elif isinstance(event, Usage):
                 usage = event
     except ProviderError as error:
-        await flush(force=True)
+        await flush(force=True, persist=False)
         await db(
             services.reply_fail,
             reply_id=reply_id,
@@ -233,7 +237,7 @@ async def stream_reply(
     finally:
         await events.aclose()
     if cancelled.is_set():
-        await flush(force=True)
+        await flush(force=True, persist=False)
         await db(services.reply_cancel, reply_id=reply_id, content="".join(text))
         await emit(
             {
@@ -245,11 +249,12 @@ async def stream_reply(
             }
         )
         return "cancelled"
-    await flush(force=True)
+    await flush(force=True, persist=False)
     content = revised if revised is not None else "".join(text)
     await db(
         services.reply_finish,
         reply_id=reply_id,
+        deployment_id=accepted.conversation.deployment_id,
         content=content,
         usage=usage,
         tools=tools,

@@ -3,16 +3,25 @@ what each call cost and how it failed. Sync code (ORM); the engine itself is asy
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import transaction
 from django.utils.translation import gettext as _
 
 from apps.accounts.permissions import has_permission
 from apps.core.exceptions import Conflict, Forbidden, ServiceError
-from apps.deployments.models import Deployment, ProviderFailure, RuntimeCall, ToolPolicy
+from apps.core.sqlfast import insert, rows, table
+from apps.deployments.models import (
+    Deployment,
+    DeploymentDocument,
+    DeploymentSecret,
+    ProviderFailure,
+    RuntimeCall,
+    ToolPolicy,
+)
 from apps.deployments.services import stored_secrets
 from apps.marketplace.models import BlueprintVersion
 from apps.runtime.engine import AgentSpec, InputRefused, ReplyRevised, run_turn
@@ -46,6 +55,67 @@ def serving_check(deployment: Deployment) -> None:
             messages.get(deployment.status, _("This agent is not available.")),
             code=f"deployment_{deployment.status}",
         )
+
+
+# Specs built in this process, by (schema, deployment): rebuilding one costs four queries and the
+# decryption of its secrets, on every message. Each is stored with the stamp it was built from.
+SPEC_CACHE_SIZE = 512
+_specs: OrderedDict[tuple[str, int], tuple[tuple[Any, ...], AgentSpec]] = OrderedDict()
+_specs_lock = threading.Lock()
+
+
+def stamp_columns(d: str) -> str:
+    """SQL for the columns of a deployment's spec stamp, ``d`` being the deployment's alias: what
+    a cached spec depends on besides the version (immutable once published): the deployment's
+    row, its secrets, its uploaded documents and the tool policy."""
+    secret, document, policy = table(DeploymentSecret), table(DeploymentDocument), table(ToolPolicy)
+    return f"""
+        {d}.version_id, {d}.updated_at, {d}.fallback_provider, {d}.settings::text,
+        (SELECT count(*) || ':' || coalesce(max(s.updated_at)::text, '')
+           FROM {secret} s WHERE s.deployment_id = {d}.id),
+        (SELECT count(*) || ':' || coalesce(max(dd.id), 0)
+           FROM {document} dd WHERE dd.deployment_id = {d}.id),
+        (SELECT p.id || ':' || p.updated_at FROM {policy} p
+          ORDER BY p.updated_at DESC, p.id DESC LIMIT 1)
+    """  # noqa: S608 - table names from the models
+
+
+STAMP_WIDTH = 7
+
+
+def spec_stamp(deployment_id: int) -> tuple[Any, ...] | None:
+    found = rows(
+        f"SELECT {stamp_columns('d')} FROM {table(Deployment)} d WHERE d.id = %s",  # noqa: S608
+        [deployment_id],
+    )
+    return tuple(found[0]) if found else None
+
+
+def agent_spec_current(deployment: Deployment) -> AgentSpec:
+    """``agent_spec``, from this process's cache when nothing it depends on has changed. The
+    stamp comes with the deployment (``deployment.spec_stamp``, see ``chat_admission``) or is
+    read here (one query); a deployment built from a partial row (``deployment.partial``) is
+    loaded in full when the spec must be built."""
+    stamp: tuple[Any, ...] | None = getattr(deployment, "spec_stamp", None) or spec_stamp(
+        deployment.pk
+    )
+    if stamp is None:  # the deployment is gone: nothing to cache
+        return agent_spec(deployment)
+    key = (connection.schema_name, deployment.pk)
+    with _specs_lock:
+        cached = _specs.get(key)
+        if cached is not None and cached[0] == stamp:
+            _specs.move_to_end(key)
+            return cached[1]
+    if getattr(deployment, "partial", False):
+        deployment = Deployment.objects.select_related("version").get(pk=deployment.pk)
+    spec = agent_spec(deployment)
+    with _specs_lock:
+        _specs[key] = (stamp, spec)
+        _specs.move_to_end(key)
+        while len(_specs) > SPEC_CACHE_SIZE:
+            _specs.popitem(last=False)
+    return spec
 
 
 def agent_spec(deployment: Deployment) -> AgentSpec:
@@ -89,8 +159,8 @@ def runtime_call_record(
     provider: str = "",
     model: str = "",
 ) -> RuntimeCall:
-    with transaction.atomic():
-        return RuntimeCall.objects.create(
+    return insert(  # on every message: without the ORM's compiler (apps/core/sqlfast.py)
+        RuntimeCall(
             deployment=deployment,
             user_id=user_id,
             provider=usage.provider if usage else provider,
@@ -101,6 +171,7 @@ def runtime_call_record(
             output_tokens=usage.output_tokens if usage else 0,
             latency_ms=usage.latency_ms if usage else 0,
         )
+    )
 
 
 def provider_failure_record(

@@ -9,6 +9,7 @@ costs, which is the safe side for a budget.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -34,8 +35,10 @@ _PIECES = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def count_tokens(text: str) -> int:
-    """An estimate of how many tokens ``text`` costs (see the module docstring); deterministic."""
+    """An estimate of how many tokens ``text`` costs (see the module docstring); deterministic.
+    Cached: the same instructions, history and tool output are counted again on every turn."""
     total = 0
     for match in _PIECES.finditer(text):
         kind = match.lastgroup

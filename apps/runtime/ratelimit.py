@@ -1,8 +1,9 @@
 """Message rate limits per user and per deployment, shared by every process through the cache
 (Redis when ``REDIS_URL`` is set; the in-process cache otherwise, which limits per process).
 
-Fixed one-minute windows: a counter per (scope, id, window) created with ``add`` and bumped with
-``incr``, both atomic in Redis. A refused message does not count.
+Fixed one-minute windows: a counter per (scope, id, window). With Redis one script checks and
+bumps both counters atomically, in one round trip; otherwise ``add`` and ``incr`` on the cache,
+undone for a refused message. A refused message does not count.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.utils.translation import gettext as _
 
 from apps.core.exceptions import TooManyRequests
@@ -42,6 +45,18 @@ def rate_limit_hit(
         Limit("user", str(user_id), settings.RATE_LIMIT_USER_PER_MINUTE),
         Limit("deployment", str(deployment_id), settings.RATE_LIMIT_DEPLOYMENT_PER_MINUTE),
     ]
+    keys = [f"ratelimit:{limit.scope}:{limit.key}:{start}" for limit in limits]
+    client = _redis_client()
+    if client is not None:
+        full = [cache.make_and_validate_key(key) for key in keys]
+        refused = int(
+            client.eval(
+                _CHECK_AND_COUNT, len(full), *full, *[lim.per_minute for lim in limits], WINDOW + 5
+            )
+        )
+        if refused:
+            _refuse(limits[refused - 1], end - now)
+        return
     counted: list[str] = []
     for limit in limits:
         key = f"ratelimit:{limit.scope}:{limit.key}:{start}"
@@ -56,10 +71,35 @@ def rate_limit_hit(
             for done in counted:  # a refused message does not use up the other limit either
                 with contextlib.suppress(ValueError):
                     cache.decr(done)
-            retry_after = max(1, int(end - now))
-            raise TooManyRequests(
-                _("Too many messages: at most %(n)d a minute per %(scope)s. Try again in %(s)d s.")
-                % {"n": limit.per_minute, "scope": _(limit.scope), "s": retry_after},
-                retry_after=retry_after,
-                details={"scope": limit.scope, "limit": limit.per_minute},
-            )
+            _refuse(limit, end - now)
+
+
+def _refuse(limit: Limit, seconds_left: float) -> None:
+    retry_after = max(1, int(seconds_left))
+    raise TooManyRequests(
+        _("Too many messages: at most %(n)d a minute per %(scope)s. Try again in %(s)d s.")
+        % {"n": limit.per_minute, "scope": _(limit.scope), "s": retry_after},
+        retry_after=retry_after,
+        details={"scope": limit.scope, "limit": limit.per_minute},
+    )
+
+
+# KEYS: the counters; ARGV: their limits, then the expiry. Returns 0 when counted, else the
+# 1-based index of the first full counter (then nothing is counted).
+_CHECK_AND_COUNT = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then return i end
+end
+for _, key in ipairs(KEYS) do
+  if redis.call('INCR', key) == 1 then redis.call('EXPIRE', key, ARGV[#KEYS + 1]) end
+end
+return 0
+"""
+
+
+def _redis_client() -> Any:
+    """The cache's own Redis client (the counters stay readable through the cache), or None."""
+    backend = caches["default"]
+    if not isinstance(backend, RedisCache):
+        return None
+    return backend._cache.get_client(write=True)

@@ -26,9 +26,9 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import jsonschema
-from asgiref.sync import sync_to_async
 from django.db import connection
 
+from apps.core import dbthreads
 from apps.runtime.types import ToolCall, ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -350,6 +350,12 @@ def split_passages(document: KnowledgeDoc) -> list[str]:
     return [chunk for paragraph in merged for chunk in _cap(paragraph)]
 
 
+@functools.lru_cache(maxsize=2048)
+def _passages_of(document: KnowledgeDoc) -> tuple[str, ...]:
+    """``split_passages``, once per document (the same documents answer every message)."""
+    return tuple(split_passages(document))
+
+
 def query_words(text: str) -> list[str]:
     """The meaningful words of a question, lower-cased, in order, without repeats."""
     words: list[str] = []
@@ -360,16 +366,9 @@ def query_words(text: str) -> list[str]:
 
 
 def _rank(titles: list[str], bodies: list[str], words: str, limit: int) -> list[Any]:
-    # This runs in a worker thread of the executor, not in a request's thread, so nothing else
-    # will close a connection opened here: close it, unless the thread already had one.
-    opened_here = connection.connection is None
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(_RANK_SQL, [titles, bodies, words, limit])
-            return list(cursor.fetchall())
-    finally:
-        if opened_here:
-            connection.close()
+    with connection.cursor() as cursor:
+        cursor.execute(_RANK_SQL, [titles, bodies, words, limit])
+        return list(cursor.fetchall())
 
 
 async def knowledge_search(
@@ -385,14 +384,17 @@ async def knowledge_search(
     every passage, and a passage's document title counts more than its body (weight A).
     """
     words = query_words(query)
-    passages = [(doc.title, text) for doc in documents for text in split_passages(doc)]
+    passages = [(doc.title, text) for doc in documents for text in _passages_of(doc)]
     if not words or not passages or limit < 1:
         return []
-    # thread_sensitive=False: the search touches no table, so it needs neither the caller's
-    # connection, its transaction nor its schema, and it should not queue behind (or block) the
-    # other synchronous work of the request or consumer that shares the thread-sensitive thread.
-    rows = await sync_to_async(_rank, thread_sensitive=False)(
-        [title for title, _ in passages], [text for _, text in passages], " ".join(words), limit
+    # On a database thread with a kept connection: the search touches no table, so it needs
+    # neither the caller's connection, its transaction nor its schema.
+    rows = await dbthreads.run(
+        _rank,
+        [title for title, _ in passages],
+        [text for _, text in passages],
+        " ".join(words),
+        limit,
     )
     return [
         Passage(title=passages[i - 1][0], text=passages[i - 1][1], score=float(rank))
@@ -767,8 +769,13 @@ class ToolContext:
     http_max_bytes: int = 256_000
 
 
+@functools.cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(TOOL_SPECS[name].parameters)
+
+
 def _validation_message(spec: ToolSpec, arguments: Any) -> str | None:
-    validator = jsonschema.Draft202012Validator(spec.parameters)
+    validator = _validator(spec.name)
     errors = sorted(validator.iter_errors(arguments), key=lambda error: list(error.path))
     if not errors:
         return None

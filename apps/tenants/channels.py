@@ -1,8 +1,8 @@
 """Tenancy for websockets, which django-tenants does not cover.
 
 The handshake's Host header chooses the tenant, exactly as for HTTP. Database work of a consumer
-runs through ``database_sync_to_async`` on a worker thread whose connection knows nothing of the
-request, so every such call sets the tenant's schema inside that thread, per call.
+runs on a database thread (``apps.core.dbthreads``) whose connection knows nothing of the
+socket, so every such call sets the tenant's schema inside that thread, per call.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth import get_user
 from django_tenants.utils import remove_www
 
+from apps.core import dbthreads
 from apps.core.context import bound
 from apps.tenants.db import connection
 from apps.tenants.models import Tenant
@@ -43,7 +43,7 @@ async def run_in_tenant(tenant: Tenant, func: Callable[..., T], *args: Any, **kw
         finally:
             connection.set_schema_to_public()
 
-    return await database_sync_to_async(call)()
+    return await dbthreads.run(call)
 
 
 def _lookup_tenant(hostname: str) -> Tenant | None:
@@ -92,7 +92,7 @@ class TenantWebsocketMiddleware:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
         if not _origin_matches_host(scope):
             return await _deny(receive, send, CLOSE_FORBIDDEN)
-        tenant = await database_sync_to_async(_lookup_tenant)(_host_of(scope))
+        tenant = await dbthreads.run(_lookup_tenant, _host_of(scope))
         if tenant is None or tenant.is_public:
             return await _deny(receive, send, CLOSE_UNKNOWN_HOST)
         if not tenant.is_active:

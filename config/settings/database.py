@@ -18,7 +18,8 @@ _database: dict[str, Any] = parse_database_url(_url).as_django("django_tenants.p
 # django-tenants forgets the search path when a connection is returned and sets it again on every
 # new cursor. Off by default: with its checkout check, psycopg_pool (3.2.8, 3.3.3) stalled until
 # timeout after the server dropped its connections (a restart, a failover); without the check,
-# each dead connection fails one request. PgBouncer in transaction mode is the production choice.
+# each dead connection fails one request. PgBouncer in session mode is the production choice
+# (docs/architecture.md, Connections).
 _pool_size = env.int("DATABASE_POOL_MAX_SIZE", default=0)
 if _pool_size > 0:
     _database["OPTIONS"] = {
@@ -37,3 +38,9 @@ DATABASES = {
     }
 }
 DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
+# Threads that run the database work of websocket consumers and of the replies they stream, each
+# keeping its connection between calls (apps/core/dbthreads.py).
+DATABASE_THREADS = env.int("DATABASE_THREADS", default=4)
+# Set the tenant's search path once per connection and schema change, not before every query
+# (django-tenants forgets it on close, rollback and every set_tenant()).
+TENANT_LIMIT_SET_CALLS = True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
+
 from config.env import env
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -19,18 +21,36 @@ if REDIS_URL:
             "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         }
     }
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                # A long streamed reply must not be truncated by the default capacity of 100.
-                "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1500),
-                "expiry": 60,
-                "prefix": f"{CACHE_KEY_PREFIX}asgi",
-            },
+    # pubsub (the default): a message to a group is one PUBLISH, and each process reads every
+    # group and socket of its own through one subscription; nothing queues in Redis. core: lists
+    # and sorted sets in Redis (about eight commands per message sent and received), with a
+    # per-channel capacity beyond which channels-redis drops messages (docs/architecture.md,
+    # Channel layer).
+    CHANNEL_LAYER_KIND = env.str("CHANNEL_LAYER_KIND", default="pubsub")
+    if CHANNEL_LAYER_KIND == "pubsub":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CACHE_KEY_PREFIX}asgi"},
+            }
         }
-    }
+    elif CHANNEL_LAYER_KIND == "core":
+        CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {
+                    "hosts": [REDIS_URL],
+                    # A long streamed reply must not be truncated by the default capacity of 100.
+                    "capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1500),
+                    "expiry": 60,
+                    "prefix": f"{CACHE_KEY_PREFIX}asgi",
+                },
+            }
+        }
+    else:
+        raise ImproperlyConfigured(
+            f"CHANNEL_LAYER_KIND must be pubsub or core, not {CHANNEL_LAYER_KIND!r}"
+        )
     CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL)
     CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=REDIS_URL)
     CELERY_TASK_ALWAYS_EAGER = False

@@ -1,0 +1,88 @@
+"""Single-row INSERT and UPDATE by primary key, without the ORM's query compiler.
+
+For the few statements that run for every chat message, where compiling the query costs more
+than running it (about 1 ms of CPU per statement on a small server, against 0.1 ms in
+PostgreSQL). Values are prepared by each field exactly as the ORM prepares them
+(``pre_save``, ``get_db_prep_save``): defaults, JSON, dates and encryption behave the same.
+Statements are built once per model and set of columns, names quoted. Signals are not sent
+(as with ``QuerySet.update`` and ``bulk_create``); the models used here have none.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from django.db import connection, models
+
+M = TypeVar("M", bound=models.Model)
+
+
+def _quote(name: str | None) -> str:
+    assert name, "a table or column without a name"
+    return str(connection.ops.quote_name(name))
+
+
+def _field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field), f"{name} is not a field"
+    assert field.concrete, f"{name} is not a column"
+    return field
+
+
+@functools.cache
+def _insert_sql(model: type[models.Model]) -> tuple[str, tuple[models.Field[Any, Any], ...]]:
+    meta = model._meta
+    fields = tuple(f for f in meta.concrete_fields if f is not meta.pk)
+    columns = ", ".join(_quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    sql = (
+        f"INSERT INTO {_quote(meta.db_table)} ({columns}) VALUES ({marks}) "
+        f"RETURNING {_quote(meta.pk.column)}"
+    )
+    return sql, fields
+
+
+def insert(obj: M) -> M:
+    """Store the new ``obj`` (built with ``Model(...)``) and give it its primary key."""
+    sql, fields = _insert_sql(type(obj))
+    params = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    obj.pk = row[0]
+    obj._state.adding = False
+    obj._state.db = connection.alias
+    return obj
+
+
+@functools.cache
+def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
+    meta = model._meta
+    assignments = ", ".join(f"{_quote(_field(model, name).column)} = %s" for name in names)
+    pk = _quote(meta.pk.column)
+    return f"UPDATE {_quote(meta.db_table)} SET {assignments} WHERE {pk} = %s"  # noqa: S608
+
+
+def update(model: type[models.Model], pk: Any, values: dict[str, Any]) -> int:
+    """``model.objects.filter(pk=pk).update(**values)`` for plain values; the rows changed."""
+    names = tuple(values)
+    params: list[Any] = [
+        _field(model, name).get_db_prep_save(values[name], connection) for name in names
+    ]
+    params.append(pk)
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(model, names), params)
+        return int(cursor.rowcount)
+
+
+def rows(sql: str, params: Sequence[Any] | dict[str, Any]) -> list[tuple[Any, ...]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
+
+
+def table(model: type[models.Model]) -> str:
+    """The model's table, quoted, for hand-written SQL."""
+    return _quote(model._meta.db_table)
