@@ -213,6 +213,10 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         ws="websockets-sansio",
+        # The product's defaults (config/settings/base.py), from the same variables.
+        ws_max_size=int(os.environ.get("WEBSOCKET_MAX_BYTES", str(1024 * 1024))),
+        ws_per_message_deflate=os.environ.get("WEBSOCKET_COMPRESSION", "true").lower()
+        in {"1", "true", "yes", "on"},
         lifespan="off",
         log_config=None,
         proxy_headers=True,

@@ -24,8 +24,11 @@ from apps.runtime.types import ProviderError, TextDelta, ToolCallRequested, Tool
 logger = logging.getLogger(__name__)
 
 COALESCE_SECONDS = 0.04
-PERSIST_SECONDS = 0.5
-PERSIST_CHARS = 2_000
+# The reply so far is stored every PERSIST_SECONDS or PERSIST_CHARS, whichever comes first, and
+# in full at its end. Each write rewrites the whole text: more often costs the database without
+# helping anyone (the sockets get every delta, and ``done`` carries the whole reply).
+PERSIST_SECONDS = 2.0
+PERSIST_CHARS = 4_000
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
 Db = Callable[..., Awaitable[Any]]

@@ -37,10 +37,9 @@ def _insert_sql(model: type[models.Model]) -> tuple[str, tuple[models.Field[Any,
     fields = tuple(f for f in meta.concrete_fields if f is not meta.pk)
     columns = ", ".join(_quote(f.column) for f in fields)
     marks = ", ".join(["%s"] * len(fields))
-    sql = (
-        f"INSERT INTO {_quote(meta.db_table)} ({columns}) VALUES ({marks}) "
-        f"RETURNING {_quote(meta.pk.column)}"
-    )
+    into, pk = _quote(meta.db_table), _quote(meta.pk.column)
+    # Names from the model, quoted; values as parameters.
+    sql = f"INSERT INTO {into} ({columns}) VALUES ({marks}) RETURNING {pk}"  # noqa: S608
     return sql, fields
 
 

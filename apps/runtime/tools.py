@@ -267,10 +267,15 @@ STOP_WORDS = frozenset(_STOP_WORDS.split())
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(“])")
 _KEEP_LINE = re.compile(r"^(?:\s|[-*+>]\s|\||#{1,6}\s|\d+[.)]\s)")
 
+# A passage's vector: its document's title weighs more (A) than its text.
+_VECTORS_SQL = """
+SELECT (setweight(to_tsvector('english', t.title), 'A') || to_tsvector('english', t.body))::text
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(title, body, i)
+ORDER BY t.i
+"""
 _RANK_SQL = """
 WITH passage AS (
-    SELECT t.i, setweight(to_tsvector('english', t.title), 'A') || to_tsvector('english', t.body) AS v
-    FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(title, body, i)
+    SELECT t.i, t.v FROM unnest(%s::tsvector[]) WITH ORDINALITY AS t(v, i)
 ),
 term AS (
     SELECT DISTINCT quote_literal(lexeme)::tsquery AS q
@@ -365,9 +370,25 @@ def query_words(text: str) -> list[str]:
     return words[:MAX_QUERY_WORDS]
 
 
-def _rank(titles: list[str], bodies: list[str], words: str, limit: int) -> list[Any]:
+# The vectors of the passages of a set of documents, as PostgreSQL wrote them: stemming every
+# passage again for every question cost more than ranking them (the same documents answer every
+# message of a deployment). A passage's text is ranked through its vector only.
+_vectors: dict[tuple[tuple[str, str], ...], list[str]] = {}
+_VECTORS_KEPT = 256
+
+
+def _rank(passages: tuple[tuple[str, str], ...], words: str, limit: int) -> list[Any]:
     with connection.cursor() as cursor:
-        cursor.execute(_RANK_SQL, [titles, bodies, words, limit])
+        vectors = _vectors.get(passages)
+        if vectors is None:
+            cursor.execute(
+                _VECTORS_SQL, [[title for title, _ in passages], [text for _, text in passages]]
+            )
+            vectors = [row[0] for row in cursor.fetchall()]
+            if len(_vectors) >= _VECTORS_KEPT:
+                _vectors.pop(next(iter(_vectors)))
+            _vectors[passages] = vectors
+        cursor.execute(_RANK_SQL, [vectors, words, limit])
         return list(cursor.fetchall())
 
 
@@ -384,18 +405,12 @@ async def knowledge_search(
     every passage, and a passage's document title counts more than its body (weight A).
     """
     words = query_words(query)
-    passages = [(doc.title, text) for doc in documents for text in _passages_of(doc)]
+    passages = tuple((doc.title, text) for doc in documents for text in _passages_of(doc))
     if not words or not passages or limit < 1:
         return []
     # On a database thread with a kept connection: the search touches no table, so it needs
     # neither the caller's connection, its transaction nor its schema.
-    rows = await dbthreads.run(
-        _rank,
-        [title for title, _ in passages],
-        [text for _, text in passages],
-        " ".join(words),
-        limit,
-    )
+    rows = await dbthreads.run(_rank, passages, " ".join(words), limit)
     return [
         Passage(title=passages[i - 1][0], text=passages[i - 1][1], score=float(rank))
         for i, rank in rows

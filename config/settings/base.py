@@ -152,6 +152,10 @@ FIELD_ENCRYPTION_KEYS: list[str] = env.list("FIELD_ENCRYPTION_KEYS", default=[])
 # Provider addresses (openai_base_url) on private or loopback networks are refused unless this is
 # set: a tenant must not aim the platform's requests at its internal services.
 PROVIDER_ALLOW_PRIVATE_NETWORKS = env.bool("PROVIDER_ALLOW_PRIVATE_NETWORKS", default=False)
+# Websockets served by `manage.py serve`: the largest frame before the socket is closed (1009),
+# and permessage-deflate (offered by browsers; it costs CPU per frame, saves bytes on replies).
+WEBSOCKET_MAX_BYTES = env.int("WEBSOCKET_MAX_BYTES", default=1024 * 1024)
+WEBSOCKET_COMPRESSION = env.bool("WEBSOCKET_COMPRESSION", default=True)
 
 # Message rate limits (apps/runtime/ratelimit.py), shared through Redis when REDIS_URL is set.
 RATE_LIMIT_USER_PER_MINUTE = env.int("RATE_LIMIT_USER_PER_MINUTE", default=20)

@@ -50,6 +50,10 @@ class Command(BaseCommand):
                 host=options["host"],
                 port=options["port"],
                 ws="websockets-sansio",
+                # Past this a frame closes the socket (1009); below it, the chat's own limit
+                # answers with an error and the socket stays usable (docs/api/websocket.md).
+                ws_max_size=settings.WEBSOCKET_MAX_BYTES,
+                ws_per_message_deflate=settings.WEBSOCKET_COMPRESSION,
                 lifespan="off",
                 log_config=None,
                 proxy_headers=True,
