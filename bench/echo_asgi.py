@@ -85,7 +85,8 @@ def _size(name: str, default: int) -> int:
 ACK_BYTES = _size("ECHO_ACK_BYTES", 180)
 DELTA_BYTES = _size("ECHO_DELTA_BYTES", 120)
 DONE_BYTES = _size("ECHO_DONE_BYTES", 1500)
-_ids = itertools.count(1)
+# Ids unique across the processes of one server (the bench checks no two messages share one).
+_ids = itertools.count(os.getpid() * 1_000_000_000 + 1)
 
 
 def _filler(length: int, seed: int) -> str:
@@ -205,11 +206,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A bare Channels websocket echo (bench/chat.py).")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
+    parser.add_argument("--processes", type=int, default=1, help="as `manage.py serve`")
     args = parser.parse_args(argv)
     # As `manage.py serve`: SIGTERM becomes a normal exit.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
-        application,
+        "echo_asgi:application",  # an import string: each process imports it
+        app_dir=os.path.dirname(os.path.abspath(__file__)),
+        workers=args.processes,
         host=args.host,
         port=args.port,
         ws="websockets-sansio",

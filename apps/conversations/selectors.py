@@ -5,6 +5,7 @@ API offers as models."""
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,8 +156,10 @@ def chat_admission(*, user_id: int, api_key_id: int | None, deployment_id: int) 
     user = None if uid is None else User(id=uid, is_active=active, role=role, email=email)
     api_key = None
     if kid is not None:
+        # Django reads JSON columns as text and decodes them in the field: so must this.
+        scopes = json.loads(scopes) if isinstance(scopes, str | bytes) else scopes
         api_key = ApiKey(
-            id=kid, user_id=uid, scopes=scopes, expires_at=expires_at, revoked_at=revoked_at
+            id=kid, user_id=uid, scopes=list(scopes), expires_at=expires_at, revoked_at=revoked_at
         )
     deployment = None
     if did is not None:

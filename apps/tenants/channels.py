@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.contrib.auth import get_user
@@ -129,6 +130,16 @@ class TenantJsonConsumer(AsyncJsonWebsocketConsumer):
 
     async def db(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await run_in_tenant(self.tenant, func, *args, **kwargs)
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' own dispatch first closes the event loop thread's stale database
+        connections, through a hop to a worker thread, for every frame and every group message.
+        These consumers use no connection of that thread (their database work runs on database
+        threads that manage their own, ``apps.core.dbthreads``): the hop is skipped."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def refuse(self, code: int) -> None:
         """Close with a documented code that the client can read (see ``_deny``)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -23,8 +23,23 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-worker", action="store_true", help="Do not start a Celery worker."
         )
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=int(os.environ.get("WEB_PROCESSES", "1")),
+            help="ASGI processes sharing the port (default WEB_PROCESSES or 1). More than one "
+            "needs REDIS_URL: sockets, rate limits and cancels are shared through Redis.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        processes = options["processes"]
+        if processes < 1:
+            raise CommandError("--processes must be at least 1.")
+        if processes > 1 and not settings.REDIS_URL:
+            raise CommandError(
+                "Several processes need REDIS_URL: without it each process has its own channel "
+                "layer, cache and rate limits."
+            )
         worker = None
         if not settings.CELERY_TASK_ALWAYS_EAGER and not options["no_worker"]:
             worker = subprocess.Popen(
@@ -58,6 +73,7 @@ class Command(BaseCommand):
                 log_config=None,
                 proxy_headers=True,
                 forwarded_allow_ips=os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1"),
+                workers=processes,
             )
         finally:
             if worker is not None:
