@@ -21,15 +21,17 @@ What it does:
    deployment limits), deploys the shipped ``it-helpdesk`` blueprint (offline ``local``
    provider: knowledge search in PostgreSQL), creates ``--users`` members with an API key each
    (scopes ``chat:use``, ``deployments:read``);
-2. starts ``manage.py serve --no-worker`` (one uvicorn process) with the per-deployment message
+2. starts ``manage.py serve --no-worker --processes N`` (``--processes``, default one per core
+   with ``REDIS_URL``, as a deployment on the machine would run) with the per-deployment message
    limit raised (and the per-user limit only if one user must send more than it allows), warms
    it up, measures the platform's frame sizes, and starts ``bench/echo_asgi.py`` the same way
    with those sizes;
 3. sends ``--baseline`` messages in a row on one connection to each server (``x1`` rows:
    latencies without load); then, for each server (echo first): opens ``--connections``
    websockets in batches of ``--batch`` (each batch waits for its ``hello``), then every
-   connection, after a random delay of up to ``--spread`` s, sends ``--messages`` messages one
-   after another (each once the previous one ended, plus ``--think`` s), with unique
+   connection, after a random delay of up to ``--spread`` s (default: ``--think``), sends
+   ``--messages`` messages one after another, each once the previous one ended plus a person's
+   think time (``--think``, default 10 s, ±50 %; 0 measures capacity, not people), with unique
    ``client_msg_id``s, continuing its conversation. All connections stay open until the last
    conversation ends;
 4. checks every message: *lost* when it got no ``ack``, or no end (``done``, or an ``error``
@@ -42,8 +44,11 @@ What it does:
    time of the bench database, client), the load average, the server's knobs and PASS/FAIL per
    target (exit status 1 on any FAIL).
 
-"Time per message" is the median send→``done`` under the same load (the verdict), shown with
-the server time per message (process CPU + PostgreSQL active time) next to it.
+"The platform's own time per message" (the verdict's ratio) is send→``done`` less the agent's turn
+(``done.latency_ms``: the provider, its tool calls and guardrails), at the median, against the
+echo's send→``done``: what the platform adds to a message (admission, storage, fan-out, frames),
+the part an echo also does. The server's CPU per message (all its processes, plus PostgreSQL's
+active time) is printed next to it for both.
 
 ``--profile FILE`` records the platform server with py-spy while messaging; ``--settings
 MODULE`` runs this process and the platform with another settings module (one that star-imports

@@ -67,7 +67,7 @@ def test_a_key_revoked_or_a_deployment_deleted_counts_from_the_next_message(
     with schema_context(acme.schema):
         user = _member(acme)
         key = api_key_create(user=user, name="revoked soon", scopes=["chat:use"]).api_key
-        fields = {"user_id": user.pk, "api_key_id": key.pk, "content": "Hello"}
+        fields: dict[str, Any] = {"user_id": user.pk, "api_key_id": key.pk, "content": "Hello"}
         accepted = _accept(
             deployment_id=active_deployment.pk,
             client_msg_id="hot-1",
