@@ -15,11 +15,12 @@ from urllib.parse import urlsplit
 from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.sessions import CookieMiddleware, SessionMiddleware
+from django.conf import settings
 from django.contrib.auth import get_user
 from django_tenants.utils import remove_www
 
 from apps.core import dbthreads
-from apps.core.context import bound
+from apps.core.context import bound, client_ip_var, user_agent_var
 from apps.tenants.db import connection
 from apps.tenants.models import Tenant
 from apps.tenants.selectors import tenant_for_host
@@ -84,20 +85,61 @@ async def _deny(receive: Callable[..., Any], send: Callable[..., Any], code: int
         await send({"type": "websocket.close", "code": code})
 
 
+REFUSALS = {
+    CLOSE_FORBIDDEN: "bad_origin",
+    CLOSE_UNKNOWN_HOST: "unknown_host",
+    CLOSE_TENANT_SUSPENDED: "tenant_suspended",
+}
+
+
+def _record_refusal(*, schema: str, code: int, scope: dict[str, Any]) -> None:
+    """Audit a handshake refused before any consumer ran: in the tenant's trail when the host
+    is one of theirs, in the platform's otherwise (``websocket.connection_refused``)."""
+    from apps.audit.models import AuditEvent
+    from apps.audit.services import audit_record
+
+    connection.set_schema(schema)
+    try:
+        with bound(tenant=schema):
+            audit_record(
+                action="websocket.connection_refused",
+                outcome=AuditEvent.Outcome.DENIED,
+                metadata={
+                    "reason": REFUSALS[code],
+                    "path": str(scope.get("path", ""))[:200],
+                    "host": (_header(scope, b"host") or "")[:200],
+                    "origin": (_header(scope, b"origin") or "")[:200],
+                },
+            )
+    finally:
+        connection.set_schema_to_public()
+
+
 class TenantWebsocketMiddleware:
-    """Put the tenant of the handshake's host into the scope, or refuse the connection."""
+    """Put the tenant of the handshake's host into the scope, or refuse the connection (audited:
+    a bad origin or a suspended tenant in the tenant's trail, an unknown host in the
+    platform's)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> Any:
+        found = await dbthreads.run(_lookup_tenant, _host_of(scope))
+        tenant = found if found is not None and not found.is_public else None
+        code = None
         if not _origin_matches_host(scope):
-            return await _deny(receive, send, CLOSE_FORBIDDEN)
-        tenant = await dbthreads.run(_lookup_tenant, _host_of(scope))
-        if tenant is None or tenant.is_public:
-            return await _deny(receive, send, CLOSE_UNKNOWN_HOST)
-        if not tenant.is_active:
-            return await _deny(receive, send, CLOSE_TENANT_SUSPENDED)
+            code = CLOSE_FORBIDDEN
+        elif tenant is None:
+            code = CLOSE_UNKNOWN_HOST
+        elif not tenant.is_active:
+            code = CLOSE_TENANT_SUSPENDED
+        if code is not None:
+            client = scope.get("client")
+            client_ip_var.set(client[0] if client else None)
+            user_agent_var.set((_header(scope, b"user-agent") or "")[:512])
+            schema = tenant.schema_name if tenant is not None else settings.PUBLIC_SCHEMA_NAME
+            await dbthreads.run(_record_refusal, schema=schema, code=code, scope=scope)
+            return await _deny(receive, send, code)
         return await self.inner(dict(scope, tenant=tenant), receive, send)
 
 

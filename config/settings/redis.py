@@ -63,7 +63,14 @@ else:
             "REVERSE_KEY_FUNCTION": "django_tenants.cache.reverse_key",
         }
     }
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    # One process: the layer lives in it. Its default capacity (100 messages per channel) would
+    # drop the tail of a long reply to a socket that stalls for a moment.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels.layers.InMemoryChannelLayer",
+            "CONFIG": {"capacity": env.int("CHANNEL_LAYER_CAPACITY", default=1500)},
+        }
+    }
     CELERY_BROKER_URL = "memory://"
     CELERY_RESULT_BACKEND = "cache+memory://"
     CELERY_TASK_ALWAYS_EAGER = True
@@ -82,5 +89,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "retire-sunset-versions": {
         "task": "marketplace.retire_sunset_versions",
         "schedule": 3600.0,
+    },
+    # Replies a crashed process left streaming become failed, with a retry (15 minutes silent).
+    "fail-stale-replies": {
+        "task": "conversations.fail_stale_replies",
+        "schedule": 300.0,
     },
 }

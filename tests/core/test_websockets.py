@@ -163,3 +163,45 @@ async def test_real_client_over_a_running_server(product_server, acme, globex):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await socket.recv()
         assert closed.value.rcvd.code == 4401
+
+
+def _refusals(schema: str) -> list[tuple[str, str, str]]:
+    from django_tenants.utils import schema_context
+
+    from apps.audit.models import AuditEvent
+
+    with schema_context(schema):
+        return [
+            (event.metadata["reason"], event.metadata["host"], event.outcome)
+            for event in AuditEvent.objects.filter(action="websocket.connection_refused").order_by(
+                "id"
+            )
+        ]
+
+
+async def test_refusals_before_any_consumer_are_audited_where_they_belong(acme):
+    from apps.tenants.models import Tenant
+
+    refusals = database_sync_to_async(_refusals)
+    in_acme, in_public = len(await refusals("acme")), len(await refusals("public"))
+
+    session = await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
+    bad_origin = await _connect(acme.host, session, origin="http://evil.example.com")
+    assert await _close_code(bad_origin) == 4403
+    unknown = await _connect("nobody-here.localhost")
+    assert await _close_code(unknown) == 4404
+    suspend = database_sync_to_async(Tenant.objects.filter(pk=acme.tenant.pk).update)
+    await suspend(status="suspended")
+    try:
+        suspended = await _connect(acme.host)
+        assert await _close_code(suspended) == 4423
+    finally:
+        await suspend(status="active")
+
+    acme_events = (await refusals("acme"))[in_acme:]
+    public_events = (await refusals("public"))[in_public:]
+    assert acme_events == [
+        ("bad_origin", acme.host, "denied"),
+        ("tenant_suspended", acme.host, "denied"),
+    ]
+    assert public_events == [("unknown_host", "nobody-here.localhost", "denied")]
