@@ -651,6 +651,8 @@ class ChatConsumer(TenantJsonConsumer):
             await self._error(
                 "bad_request", error.message, reason=error.code, details=error.details, **fields
             )
+        elif isinstance(error, Forbidden) and error.code == "quota_exceeded":
+            await self._error(error.code, error.message, details=error.details, **fields)
         elif isinstance(error, Forbidden):
             # The role or the key no longer allows chatting: the socket goes, as a new one would
             # be refused.

@@ -142,6 +142,9 @@ def as_openai_error(exc: Exception) -> OpenAIError:
             code="rate_limit_exceeded",
             retry_after=exc.retry_after,
         )
+    if isinstance(exc, ServiceError) and exc.code == "quota_exceeded":
+        # As OpenAI answers a spent quota: the SDK raises RateLimitError, not retried as a rate.
+        return OpenAIError(429, exc.message, type="insufficient_quota", code="insufficient_quota")
     if isinstance(exc, ServiceError):
         param = "messages" if exc.code == "too_long" else None
         return OpenAIError(
@@ -332,6 +335,8 @@ def completion_accept(request: HttpRequest) -> Completion:
     if refused is not None and refused.code == "too_long":
         raise OpenAIError(400, refused.message, code="too_long", param="messages")
     user_id = caller.user.pk
+    if refused is None:
+        services.message_quota_hit()
     rate_limit_hit(user_id=user_id, deployment_id=deployment.pk)
     if refused is None:
         services.usage_record(deployment=deployment, user_id=user_id, messages=1)

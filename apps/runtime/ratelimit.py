@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,3 +104,41 @@ def _redis_client() -> Any:
     if not isinstance(backend, RedisCache):
         return None
     return backend._cache.get_client(write=True)
+
+
+# A counter that must survive a Redis restart (a month's messages): seeded from the database when
+# it is missing. KEYS[1]: the counter; ARGV: the limit, the expiry, the seed ('' when unknown).
+# Returns -1 when a seed is needed, -2 when counted, else the count (at the limit: not counted).
+_SEEDED_COUNT = """
+local value = redis.call('GET', KEYS[1])
+if not value then
+  if ARGV[3] == '' then return -1 end
+  redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[2], 'NX')
+  value = redis.call('GET', KEYS[1])
+end
+if tonumber(value) >= tonumber(ARGV[1]) then return tonumber(value) end
+redis.call('INCR', KEYS[1])
+return -2
+"""
+
+
+def seeded_counter_hit(*, key: str, limit: int, expiry: int, seed: Callable[[], int]) -> int | None:
+    """Count one against ``key`` unless it reached ``limit``: None when counted, else the count
+    (nothing counted). A missing counter (new period, Redis restarted) starts from ``seed()``."""
+    client = _redis_client()
+    if client is not None:
+        full = cache.make_and_validate_key(key)
+        result = int(client.eval(_SEEDED_COUNT, 1, full, limit, expiry, ""))
+        if result == -1:
+            result = int(client.eval(_SEEDED_COUNT, 1, full, limit, expiry, seed()))
+        return None if result == -2 else result
+    if cache.get(key) is None:
+        cache.add(key, seed(), timeout=expiry)
+    value = int(cache.get(key) or 0)
+    if value >= limit:
+        return value
+    try:
+        cache.incr(key)
+    except ValueError:  # expired meanwhile
+        cache.add(key, seed() + 1, timeout=expiry)
+    return None
