@@ -9,7 +9,8 @@ measured on the platform and passes in ``ECHO_ACK_BYTES``, ``ECHO_DELTA_BYTES``,
 ``ECHO_CHANNEL_LAYER``: ``none`` (default: the consumer has no channel layer and sends its
 frames itself), or ``redis`` / ``memory``: each socket joins a group of its own and the
 ``delta`` and ``done`` go through ``group_send``, as the platform's reply events do
-(channels-redis with the product's settings: ``REDIS_URL``, ``CHANNEL_LAYER_CAPACITY``).
+(channels-redis with the product's settings: ``REDIS_URL``, ``CHANNEL_LAYER_KIND``,
+``CHANNEL_LAYER_CAPACITY``).
 
 Run (the bench does)::
 
@@ -54,6 +55,14 @@ def _layers() -> dict[str, Any]:
         url = os.environ.get("REDIS_URL", "")
         if not url:
             raise SystemExit("ECHO_CHANNEL_LAYER=redis needs REDIS_URL")
+        prefix = f"{os.environ.get('CACHE_KEY_PREFIX', '')}echo"
+        if os.environ.get("CHANNEL_LAYER_KIND", "pubsub") == "pubsub":  # as the product
+            return {
+                "default": {
+                    "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                    "CONFIG": {"hosts": [url], "prefix": prefix},
+                }
+            }
         return {
             "default": {
                 "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -61,7 +70,7 @@ def _layers() -> dict[str, Any]:
                     "hosts": [url],
                     "capacity": int(os.environ.get("CHANNEL_LAYER_CAPACITY", "1500")),
                     "expiry": 60,
-                    "prefix": f"{os.environ.get('CACHE_KEY_PREFIX', '')}echo",
+                    "prefix": prefix,
                 },
             }
         }

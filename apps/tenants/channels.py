@@ -35,15 +35,19 @@ CLOSE_FORBIDDEN = 4403
 
 
 async def run_in_tenant(tenant: Tenant, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``func`` on a database thread with ``tenant``'s schema active for exactly this call."""
+    """Run ``func`` on a database thread with ``tenant``'s schema active for this call (the
+    thread stays in it afterwards: every call sets the schema it needs)."""
 
     def call() -> T:
-        connection.set_tenant(tenant)
-        try:
-            with bound(tenant=tenant.schema_name):
-                return func(*args, **kwargs)
-        finally:
-            connection.set_schema_to_public()
+        if connection.schema_name == tenant.schema_name and connection.include_public_schema:
+            # The thread's connection is already in this schema (database threads serve one
+            # tenant's sockets call after call): keep the search path it set, saving a round
+            # trip. Whatever resets it (close, rollback, another schema) makes it set again.
+            connection.tenant = tenant
+        else:
+            connection.set_tenant(tenant)
+        with bound(tenant=tenant.schema_name):
+            return func(*args, **kwargs)
 
     return await dbthreads.run(call)
 
