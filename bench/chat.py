@@ -1453,9 +1453,13 @@ def server_knobs(limits: RateLimits, echo_layer: str, processes: int) -> list[tu
         ),
         (
             "DATABASE_POOL_MAX_SIZE",
-            f"{pool}" + (" (no pool: a new PostgreSQL connection per database call)")
-            if pool in {"", "0"}
-            else pool,
+            f"{pool}"
+            + (
+                " (no pool: HTTP requests open a connection each; the chat's database threads "
+                "keep theirs)"
+                if pool in {"", "0"}
+                else ""
+            ),
         ),
         (
             "database threads",
