@@ -79,7 +79,15 @@ class Message(models.Model):
                 name="conv_message_client_id_once",
             ),
         ]
-        indexes: ClassVar = [models.Index(fields=["conversation", "id"], name="conv_message_seq")]
+        indexes: ClassVar = [
+            models.Index(fields=["conversation", "id"], name="conv_message_seq"),
+            # Replies still open, for the sweep of those a crashed process left streaming.
+            models.Index(
+                fields=["updated_at"],
+                name="conv_message_open",
+                condition=Q(status__in=["pending", "streaming"]),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role} {self.pk}"

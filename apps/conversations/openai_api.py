@@ -41,6 +41,7 @@ from apps.conversations.api.views import (
     require,
     spawn,
 )
+from apps.conversations.quota import message_quota_hit, message_quota_undo
 from apps.conversations.selectors import deployment_for_model, deployments_serving
 from apps.core.exceptions import ServiceError, TooManyRequests
 from apps.deployments.models import Deployment
@@ -335,11 +336,14 @@ def completion_accept(request: HttpRequest) -> Completion:
     if refused is not None and refused.code == "too_long":
         raise OpenAIError(400, refused.message, code="too_long", param="messages")
     user_id = caller.user.pk
-    if refused is None:
-        services.message_quota_hit()
     rate_limit_hit(user_id=user_id, deployment_id=deployment.pk)
     if refused is None:
-        services.usage_record(deployment=deployment, user_id=user_id, messages=1)
+        message_quota_hit()
+        try:
+            services.usage_record(deployment=deployment, user_id=user_id, messages=1)
+        except BaseException:
+            message_quota_undo()
+            raise
     pii = spec.guardrails.pii_redaction
     return Completion(
         id=f"chatcmpl-{uuid.uuid4().hex}",

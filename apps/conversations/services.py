@@ -6,13 +6,12 @@ these, so they behave the same."""
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -20,6 +19,7 @@ from apps.accounts.permissions import has_permission
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.conversations.models import Conversation, Message, UsageDay
+from apps.conversations.quota import message_quota_hit, message_quota_undo
 from apps.core.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from apps.core.sqlfast import insert, rows, table, update
 from apps.deployments.models import Deployment
@@ -31,10 +31,8 @@ from apps.deployments.runtime import (
     serving_check,
 )
 from apps.runtime.engine import AgentSpec, redacted_input
-from apps.runtime.ratelimit import rate_limit_hit, seeded_counter_hit
+from apps.runtime.ratelimit import rate_limit_hit
 from apps.runtime.types import ChatMessage, ProviderError, Usage
-from apps.tenants.db import connection
-from apps.tenants.models import Plan
 
 TITLE_CHARS = 60
 HISTORY_MESSAGES = 50
@@ -155,9 +153,10 @@ def message_accept(
     refused = checked if not isinstance(checked, str) else None
     if refused is not None and refused.code == "too_long":
         raise InvalidInput(refused.message, code="too_long", details={"content": [refused.message]})
-    if refused is None:
-        message_quota_hit()
     rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
+    if refused is None:
+        # Last before storing: a message refused on the way never uses up the month's quota.
+        message_quota_hit()
     stored_text = refused.text if refused else str(checked)
     started = conversation is None
     try:
@@ -202,65 +201,20 @@ def message_accept(
             if refused is None:
                 _usage_add(deployment, user.pk, messages=1)
     except IntegrityError:  # the same client_msg_id sent twice at the same moment
+        if refused is None:
+            message_quota_undo()
         again = _existing(user, deployment, client_msg_id)
         if again is None:
             raise
         return again
+    except BaseException:
+        if refused is None:
+            message_quota_undo()
+        raise
     if refused is not None:
         return Accepted(conversation, message, reply)
     history = () if started else _history(conversation, message.pk)
     return Accepted(conversation, message, reply, spec=spec, history=history)
-
-
-# The plan's messages per month, for the whole organisation (every deployment, user and channel):
-# a counter in Redis per schema and month, seeded from the usage rows when missing.
-QUOTA_EXPIRY_SECONDS = 40 * 24 * 3600
-PLAN_CACHE_SECONDS = 60.0
-_plans: dict[int, tuple[float, int | None, str]] = {}
-
-
-def _plan_quota(plan_id: int) -> tuple[int | None, str]:
-    """The plan's monthly message quota and code, read at most once a minute per process."""
-    cached = _plans.get(plan_id)
-    if cached is not None and cached[0] > time.monotonic():
-        return cached[1], cached[2]
-    found = Plan.objects.filter(pk=plan_id).values_list("monthly_message_quota", "code").first()
-    quota, code = found if found is not None else (None, "")
-    _plans[plan_id] = (time.monotonic() + PLAN_CACHE_SECONDS, quota, code)
-    return quota, code
-
-
-def _messages_since(first: date) -> int:
-    total = UsageDay.objects.filter(day__gte=first).aggregate(total=Sum("messages"))["total"]
-    return int(total or 0)
-
-
-def message_quota_hit() -> None:
-    """Count one message against the organisation's plan, or refuse it (403 ``quota_exceeded``,
-    nothing counted) when this month's messages are used up. Unlimited plans count nothing."""
-    plan_id = getattr(connection.tenant, "plan_id", None)
-    if plan_id is None:
-        return
-    quota, plan = _plan_quota(plan_id)
-    if quota is None:
-        return
-    first = timezone.localdate().replace(day=1)
-    used = seeded_counter_hit(
-        key=f"quota:messages:{first:%Y-%m}",
-        limit=quota,
-        expiry=QUOTA_EXPIRY_SECONDS,
-        seed=lambda: _messages_since(first),
-    )
-    if used is not None:
-        raise Forbidden(
-            _(
-                "Your organisation has used its %(limit)d messages for this month. Ask your "
-                "tenant admin to upgrade the plan; the count starts again on the 1st."
-            )
-            % {"limit": quota},
-            code="quota_exceeded",
-            details={"limit": quota, "used": used, "plan": plan, "period": f"{first:%Y-%m}"},
-        )
 
 
 def reply_retry(*, user: Any, reply_id: int) -> Accepted:
@@ -281,6 +235,8 @@ def reply_retry(*, user: Any, reply_id: int) -> Accepted:
         deployment = reply.conversation.deployment
         serving_check(deployment)
         rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
+        # A retry answers a message already counted: it needs the month not to be used up.
+        message_quota_hit(count=False)
         reply.status, reply.content, reply.error_code, reply.error_message = (
             Status.PENDING,
             "",

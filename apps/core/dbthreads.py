@@ -57,7 +57,9 @@ def _prepare() -> None:
     for conn in connections.all(initialized_only=True):
         if conn.connection is None:
             continue
-        if conn.in_atomic_block:  # pragma: no cover - a call cannot leave one with atomic()
+        if conn.in_atomic_block or not conn.get_autocommit():
+            # A call cannot leave one with atomic(); one that did must not pass its open
+            # transaction (and its schema) on to the next call, another tenant's maybe.
             logger.error("a database thread's connection was left in a transaction; closed")
             conn.close()
             continue

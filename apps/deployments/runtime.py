@@ -24,7 +24,7 @@ from apps.deployments.models import (
 )
 from apps.deployments.services import stored_secrets
 from apps.marketplace.models import BlueprintVersion
-from apps.runtime.engine import AgentSpec, InputRefused, ReplyRevised, run_turn
+from apps.runtime.engine import AgentSpec, InputRefused, ReplyRevised, redacted_input, run_turn
 from apps.runtime.guardrails import GuardrailConfig
 from apps.runtime.ratelimit import rate_limit_hit
 from apps.runtime.selection import choose_fallback, choose_provider
@@ -75,8 +75,8 @@ def stamp_columns(d: str) -> str:
            FROM {secret} s WHERE s.deployment_id = {d}.id),
         (SELECT count(*) || ':' || coalesce(max(dd.id), 0)
            FROM {document} dd WHERE dd.deployment_id = {d}.id),
-        (SELECT p.id || ':' || p.updated_at FROM {policy} p
-          ORDER BY p.updated_at DESC, p.id DESC LIMIT 1)
+        (SELECT p.id || ':' || p.allow_private_addresses || ':' || p.allowed_hosts::text
+           FROM {policy} p ORDER BY p.updated_at DESC, p.id DESC LIMIT 1)
     """  # noqa: S608 - table names from the models
 
 
@@ -94,8 +94,7 @@ def spec_stamp(deployment_id: int) -> tuple[Any, ...] | None:
 def agent_spec_current(deployment: Deployment) -> AgentSpec:
     """``agent_spec``, from this process's cache when nothing it depends on has changed. The
     stamp comes with the deployment (``deployment.spec_stamp``, see ``chat_admission``) or is
-    read here (one query); a deployment built from a partial row (``deployment.partial``) is
-    loaded in full when the spec must be built."""
+    read here (one query); when the spec must be built, the deployment is read again."""
     stamp: tuple[Any, ...] | None = getattr(deployment, "spec_stamp", None) or spec_stamp(
         deployment.pk
     )
@@ -107,8 +106,9 @@ def agent_spec_current(deployment: Deployment) -> AgentSpec:
         if cached is not None and cached[0] == stamp:
             _specs.move_to_end(key)
             return cached[1]
-    if getattr(deployment, "partial", False):
-        deployment = Deployment.objects.select_related("version").get(pk=deployment.pk)
+    # Built from the rows as they are now, read after the stamp: a change committed between the
+    # caller's read and the stamp's cannot be cached under the newer stamp.
+    deployment = Deployment.objects.select_related("version").get(pk=deployment.pk)
     spec = agent_spec(deployment)
     with _specs_lock:
         _specs[key] = (stamp, spec)
@@ -208,10 +208,18 @@ class Answer:
 def deployment_ask(*, deployment: Deployment, user: Any, text: str) -> Answer:
     """One question, one answer, nothing stored but the usage: the API's quick way to try an
     agent (conversations keep history and stream; see apps/conversations)."""
+    # Conversations count the plan's messages and keep the usage rows (imported here: that app
+    # builds on this one).
+    from apps.conversations.quota import message_quota_hit
+    from apps.conversations.services import usage_record
+
     _require_chat(user)
     serving_check(deployment)
     rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
     spec = agent_spec(deployment)
+    if not isinstance(redacted_input(spec, text), InputRefused):  # refusals are not messages
+        message_quota_hit()
+        usage_record(deployment=deployment, user_id=user.pk, messages=1)
     failures: list[Any] = []
     answer = Answer(offline=spec.provider.offline)
 
@@ -262,6 +270,13 @@ def deployment_ask(*, deployment: Deployment, user: Any, text: str) -> Answer:
         )
     if answer.refused is None:
         runtime_call_record(deployment=deployment, user_id=user.pk, usage=answer.usage)
+        if answer.usage is not None:
+            usage_record(
+                deployment=deployment,
+                user_id=user.pk,
+                tokens_in=answer.usage.input_tokens,
+                tokens_out=answer.usage.output_tokens,
+            )
     return answer
 
 

@@ -35,10 +35,22 @@ _PIECES = re.compile(
 )
 
 
-@functools.lru_cache(maxsize=4096)
+# The same instructions, history and tool output are counted again on every turn: counts of
+# texts up to this size are cached (at most ~16 MB of text per process).
+_CACHED_CHARS = 8_192
+
+
 def count_tokens(text: str) -> int:
-    """An estimate of how many tokens ``text`` costs (see the module docstring); deterministic.
-    Cached: the same instructions, history and tool output are counted again on every turn."""
+    """An estimate of how many tokens ``text`` costs (see the module docstring); deterministic."""
+    return _count_cached(text) if len(text) <= _CACHED_CHARS else _count(text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _count_cached(text: str) -> int:
+    return _count(text)
+
+
+def _count(text: str) -> int:
     total = 0
     for match in _PIECES.finditer(text):
         kind = match.lastgroup

@@ -108,7 +108,8 @@ def _redis_client() -> Any:
 
 # A counter that must survive a Redis restart (a month's messages): seeded from the database when
 # it is missing. KEYS[1]: the counter; ARGV: the limit, the expiry, the seed ('' when unknown).
-# Returns -1 when a seed is needed, -2 when counted, else the count (at the limit: not counted).
+# ARGV[4] is 1 to count, 0 to check only. Returns -1 when a seed is needed, -2 when there was room
+# (and it was counted), else the count (at the limit: not counted).
 _SEEDED_COUNT = """
 local value = redis.call('GET', KEYS[1])
 if not value then
@@ -117,28 +118,51 @@ if not value then
   value = redis.call('GET', KEYS[1])
 end
 if tonumber(value) >= tonumber(ARGV[1]) then return tonumber(value) end
-redis.call('INCR', KEYS[1])
+if ARGV[4] == '1' then redis.call('INCR', KEYS[1]) end
 return -2
 """
 
 
-def seeded_counter_hit(*, key: str, limit: int, expiry: int, seed: Callable[[], int]) -> int | None:
-    """Count one against ``key`` unless it reached ``limit``: None when counted, else the count
-    (nothing counted). A missing counter (new period, Redis restarted) starts from ``seed()``."""
+def seeded_counter_hit(
+    *, key: str, limit: int, expiry: int, seed: Callable[[], int], count: bool = True
+) -> int | None:
+    """Count one against ``key`` (only check, with ``count=False``) unless it reached ``limit``:
+    None when there was room, else the count (nothing counted). A missing counter (new period,
+    Redis restarted) starts from ``seed()``."""
+    flag = 1 if count else 0
     client = _redis_client()
     if client is not None:
         full = cache.make_and_validate_key(key)
-        result = int(client.eval(_SEEDED_COUNT, 1, full, limit, expiry, ""))
+        result = int(client.eval(_SEEDED_COUNT, 1, full, limit, expiry, "", flag))
         if result == -1:
-            result = int(client.eval(_SEEDED_COUNT, 1, full, limit, expiry, seed()))
+            result = int(client.eval(_SEEDED_COUNT, 1, full, limit, expiry, seed(), flag))
         return None if result == -2 else result
     if cache.get(key) is None:
         cache.add(key, seed(), timeout=expiry)
     value = int(cache.get(key) or 0)
     if value >= limit:
         return value
-    try:
-        cache.incr(key)
-    except ValueError:  # expired meanwhile
-        cache.add(key, seed() + 1, timeout=expiry)
+    if count:
+        try:
+            cache.incr(key)
+        except ValueError:  # expired meanwhile
+            cache.add(key, seed() + 1, timeout=expiry)
     return None
+
+
+def seeded_counter_undo(*, key: str) -> None:
+    """Take back one counted by ``seeded_counter_hit`` (never below zero, never creating it)."""
+    client = _redis_client()
+    if client is not None:
+        client.eval(_UNDO, 1, cache.make_and_validate_key(key))
+        return
+    with contextlib.suppress(ValueError):
+        if int(cache.get(key) or 0) > 0:
+            cache.decr(key)
+
+
+_UNDO = """
+local value = redis.call('GET', KEYS[1])
+if value and tonumber(value) > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+"""

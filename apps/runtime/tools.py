@@ -19,6 +19,7 @@ import math
 import re
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -377,6 +378,9 @@ _vectors: dict[tuple[tuple[str, str], ...], list[str]] = {}
 _VECTORS_KEPT = 256
 
 
+_vectors_lock = threading.Lock()
+
+
 def _rank(passages: tuple[tuple[str, str], ...], words: str, limit: int) -> list[Any]:
     with connection.cursor() as cursor:
         vectors = _vectors.get(passages)
@@ -385,9 +389,10 @@ def _rank(passages: tuple[tuple[str, str], ...], words: str, limit: int) -> list
                 _VECTORS_SQL, [[title for title, _ in passages], [text for _, text in passages]]
             )
             vectors = [row[0] for row in cursor.fetchall()]
-            if len(_vectors) >= _VECTORS_KEPT:
-                _vectors.pop(next(iter(_vectors)))
-            _vectors[passages] = vectors
+            with _vectors_lock:  # several database threads search at once
+                while len(_vectors) >= _VECTORS_KEPT:
+                    _vectors.pop(next(iter(_vectors)))
+                _vectors[passages] = vectors
         cursor.execute(_RANK_SQL, [vectors, words, limit])
         return list(cursor.fetchall())
 

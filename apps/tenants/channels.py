@@ -17,6 +17,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.sessions import CookieMiddleware, SessionMiddleware
 from django.conf import settings
 from django.contrib.auth import get_user
+from django.core.cache import cache
 from django_tenants.utils import remove_www
 
 from apps.core import dbthreads
@@ -96,14 +97,23 @@ REFUSALS = {
 }
 
 
+REFUSAL_RECORD_SECONDS = 60
+
+
 def _record_refusal(*, schema: str, code: int, scope: dict[str, Any]) -> None:
     """Audit a handshake refused before any consumer ran: in the tenant's trail when the host
-    is one of theirs, in the platform's otherwise (``websocket.connection_refused``)."""
+    is one of theirs, in the platform's otherwise (``websocket.connection_refused``). Anyone can
+    send such handshakes: one record per trail, reason and client address a minute, so a flood
+    cannot fill the trail or hold the database threads."""
     from apps.audit.models import AuditEvent
     from apps.audit.services import audit_record
 
     connection.set_schema(schema)
     try:
+        client = scope.get("client")
+        once = f"ws-refused:{REFUSALS[code]}:{client[0] if client else '-'}"
+        if not cache.add(once, True, timeout=REFUSAL_RECORD_SECONDS):  # the key has the schema
+            return
         with bound(tenant=schema):
             audit_record(
                 action="websocket.connection_refused",

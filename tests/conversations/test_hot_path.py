@@ -110,12 +110,16 @@ def test_a_cached_spec_is_rebuilt_when_a_document_or_the_tool_policy_changes(
         with_document = agent_spec_current(deployment_get(pk=active_deployment.pk))
         policy = ToolPolicy.objects.create(allowed_hosts=["intranet.acme.example"])
         with_policy = agent_spec_current(deployment_get(pk=active_deployment.pk))
+        # An edit that leaves updated_at alone (as a form saving two fields would) counts too.
+        ToolPolicy.objects.filter(pk=policy.pk).update(allowed_hosts=["wiki.acme.example"])
+        narrowed = agent_spec_current(deployment_get(pk=active_deployment.pk))
         policy.delete()
 
     assert with_document is not first
     assert "Parking" in [doc.title for doc in with_document.documents]
     assert "Parking" not in [doc.title for doc in first.documents]
     assert with_policy.allowed_hosts == frozenset({"intranet.acme.example"})
+    assert narrowed.allowed_hosts == frozenset({"wiki.acme.example"})
 
 
 def test_usage_is_one_row_per_deployment_user_and_day(acme, active_deployment):

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from apps.conversations.models import Message, UsageDay
+from apps.conversations.quota import plans_forget
 from apps.tenants.models import Plan, Tenant
 from tests.conversations.test_openai_api import ask, error_body, member_sdk
 from tests.conversations.test_websocket import receive, send_message, signed_in, until
@@ -44,11 +45,13 @@ def tight_plan(acme: Any, django_db_blocker: Any) -> Iterator[Plan]:
             code="tight", name="Tight", monthly_message_quota=_used_this_month(acme.schema) + 2
         )
         Tenant.objects.filter(pk=tenant.pk).update(plan=plan)
+        plans_forget()
         with schema_context(acme.schema):
             cache.delete(_month_key())
     yield plan
     with django_db_blocker.unblock():
         Tenant.objects.filter(pk=tenant.pk).update(plan_id=previous)
+        plans_forget()
         plan.delete()
         with schema_context(acme.schema):
             cache.delete(_month_key())
@@ -57,9 +60,14 @@ def tight_plan(acme: Any, django_db_blocker: Any) -> Iterator[Plan]:
 async def test_past_the_monthly_quota_a_message_is_refused_and_the_socket_stays(
     acme, active_deployment, tight_plan, settings
 ):
-    settings.RATE_LIMIT_USER_PER_MINUTE = settings.RATE_LIMIT_DEPLOYMENT_PER_MINUTE = 10_000
     socket = await signed_in(acme, active_deployment.pk)
     try:
+        # Messages refused on the way (here by the rate limit) do not use up the quota.
+        settings.RATE_LIMIT_USER_PER_MINUTE = 0
+        for index in range(3):
+            await send_message(socket, "Anyone there?", f"limited-{index}")
+            assert (await receive(socket))["code"] == "rate_limited"
+        settings.RATE_LIMIT_USER_PER_MINUTE = settings.RATE_LIMIT_DEPLOYMENT_PER_MINUTE = 10_000
         for index in range(2):
             await send_message(socket, "How do I reset my password?", f"quota-{index}")
             assert (await until(socket, "done"))[-1]["status"] == "complete"

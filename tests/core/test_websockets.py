@@ -179,24 +179,36 @@ def _refusals(schema: str) -> list[tuple[str, str, str]]:
         ]
 
 
+async def _refused_from(
+    address: str, host: str, session: str | None = None, origin: str | None = None
+) -> int:
+    communicator = WebsocketCommunicator(
+        application, "/ws/whoami/", headers=_headers(host, session, origin)
+    )
+    communicator.scope["client"] = [address, 50000]
+    connected, _ = await communicator.connect()
+    assert connected
+    return await _close_code(communicator)
+
+
 async def test_refusals_before_any_consumer_are_audited_where_they_belong(acme):
     from apps.tenants.models import Tenant
 
     refusals = database_sync_to_async(_refusals)
     in_acme, in_public = len(await refusals("acme")), len(await refusals("public"))
+    address = "203.0.113.7"  # a client of its own: one record a minute per reason and address
 
     session = await database_sync_to_async(make_session_cookie)(acme, acme.admin_email)
-    bad_origin = await _connect(acme.host, session, origin="http://evil.example.com")
-    assert await _close_code(bad_origin) == 4403
-    unknown = await _connect("nobody-here.localhost")
-    assert await _close_code(unknown) == 4404
+    assert await _refused_from(address, acme.host, session, "http://evil.example.com") == 4403
+    assert await _refused_from(address, "nobody-here.localhost") == 4404
     suspend = database_sync_to_async(Tenant.objects.filter(pk=acme.tenant.pk).update)
     await suspend(status="suspended")
     try:
-        suspended = await _connect(acme.host)
-        assert await _close_code(suspended) == 4423
+        assert await _refused_from(address, acme.host) == 4423
     finally:
         await suspend(status="active")
+    # The same refusal again within the minute: refused, not recorded again.
+    assert await _refused_from(address, acme.host, session, "http://evil.example.com") == 4403
 
     acme_events = (await refusals("acme"))[in_acme:]
     public_events = (await refusals("public"))[in_public:]
