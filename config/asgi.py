@@ -1,5 +1,6 @@
 """One ASGI application for HTTP and websockets."""
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -20,3 +21,9 @@ application = ProtocolTypeRouter(
         "websocket": TenantWebsocketStack(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# What was loaded to start (Django, the apps, their modules) lives as long as the process: kept
+# out of the collector's full passes, which otherwise walk it all again and again while serving
+# (pauses of tens of milliseconds under load). Fewer young-generation passes for the same reason.
+gc.freeze()
+gc.set_threshold(20_000, 20, 20)

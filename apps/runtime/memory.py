@@ -9,10 +9,10 @@ costs, which is the safe side for a budget.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
@@ -35,19 +35,25 @@ _PIECES = re.compile(
 )
 
 
-# The same instructions, history and tool output are counted again on every turn: counts of
-# texts up to this size are cached (at most ~16 MB of text per process).
-_CACHED_CHARS = 8_192
+# The same instructions, history and tool output are counted again on every turn and round:
+# counts are kept by the text's hash and length (a few bytes each, whatever the text's size; a
+# collision would only skew an estimate), the oldest dropped past COUNTS_KEPT.
+COUNTS_KEPT = 4_096
+_counts: dict[tuple[int, int], int] = {}
+_counts_lock = threading.Lock()
 
 
 def count_tokens(text: str) -> int:
     """An estimate of how many tokens ``text`` costs (see the module docstring); deterministic."""
-    return _count_cached(text) if len(text) <= _CACHED_CHARS else _count(text)
-
-
-@functools.lru_cache(maxsize=2048)
-def _count_cached(text: str) -> int:
-    return _count(text)
+    key = (hash(text), len(text))
+    found = _counts.get(key)
+    if found is None:
+        found = _count(text)
+        with _counts_lock:
+            _counts[key] = found
+            while len(_counts) > COUNTS_KEPT:
+                _counts.pop(next(iter(_counts)))
+    return found
 
 
 def _count(text: str) -> int:
