@@ -66,26 +66,37 @@ def message_event(message: Any) -> dict[str, Any]:
 _STOP = object()
 
 
-async def _next_event(events: AsyncIterator[Any], cancelled: asyncio.Event) -> Any:
-    """The next event, or ``_STOP`` at the end or as soon as ``cancelled`` is set: a provider can
-    stay silent for a long time (a slow first token, a hung stream), and a cancel must not wait
-    for it."""
-    if cancelled.is_set():
-        return _STOP
-    step = asyncio.ensure_future(anext(events, _STOP))
-    stop = asyncio.ensure_future(cancelled.wait())
-    try:
-        await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop.cancel()
-        if not step.done():
-            step.cancel()
-            await asyncio.wait({step})
-    if cancelled.is_set():
-        if not step.cancelled():
-            step.exception()  # retrieved: a failure racing the cancel is not worth a warning
-        return _STOP
-    return step.result()
+class _Until:
+    """The turn's events, then ``_STOP`` at their end or as soon as ``cancelled`` is set: a
+    provider can stay silent for a long time (a slow first token, a hung stream), and a cancel
+    must not wait for it. One waiter on the cancel serves the whole reply; per event, only the
+    provider's next step runs as a task (replies stream dozens of events each)."""
+
+    def __init__(self, events: AsyncIterator[Any], cancelled: asyncio.Event) -> None:
+        self.events, self.cancelled = events, cancelled
+        self.stop: asyncio.Future[Any] | None = None
+
+    async def next(self) -> Any:
+        if self.cancelled.is_set():
+            return _STOP
+        step = asyncio.ensure_future(anext(self.events, _STOP))
+        if self.stop is None:
+            self.stop = asyncio.ensure_future(self.cancelled.wait())
+        try:
+            await asyncio.wait({step, self.stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not step.done():
+                step.cancel()
+                await asyncio.wait({step})
+        if self.cancelled.is_set():
+            if not step.cancelled():
+                step.exception()  # retrieved: a failure racing the cancel is not worth a warning
+            return _STOP
+        return step.result()
+
+    def close(self) -> None:
+        if self.stop is not None:
+            self.stop.cancel()
 
 
 async def stream_reply(
@@ -148,9 +159,10 @@ async def stream_reply(
         failures.append((error, attempt, provider))
 
     events = run_turn(spec, accepted.history, accepted.message.content, on_failure=on_failure)
+    until = _Until(events, cancelled)
     revised: str | None = None
     try:
-        while (event := await _next_event(events, cancelled)) is not _STOP:
+        while (event := await until.next()) is not _STOP:
             if isinstance(event, TextDelta):
                 text.append(event.text)
                 pending.append(event.text)
@@ -238,6 +250,7 @@ async def stream_reply(
         )
         return "failed"
     finally:
+        until.close()
         await events.aclose()
     if cancelled.is_set():
         await flush(force=True, persist=False)
