@@ -35,8 +35,8 @@ from tests.servers import ServerProcess, database_url
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("committed")]
 
 TIMEOUT = 10
-# uvicorn's default ``ws_max_size``; ``manage.py serve`` keeps it.
-SERVER_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# What ``manage.py serve`` gives uvicorn as ``ws_max_size`` (settings.WEBSOCKET_MAX_BYTES).
+SERVER_MAX_MESSAGE_BYTES = 1024 * 1024
 # Low enough to reach in a test; each test chats with a deployment of its own.
 DEPLOYMENT_PER_MINUTE = 3
 needs_redis = pytest.mark.skipif(
