@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import atexit
 import io
 import json
 import math
@@ -74,11 +73,9 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -87,14 +84,20 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
-import httpx
 import psycopg
 import websockets
-from psycopg import sql
+from benchlib import (
+    BASE_DIR,
+    BenchDatabase,
+    ServerProcess,
+    finish,
+    prepare_database,
+    server_process,
+    setup_django,
+)
+from benchlib import ms as _ms
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "agentfactory_bench_chat"
 TENANT_SLUG = "bench-chat"
 BLUEPRINT = "it-helpdesk"
@@ -104,7 +107,6 @@ SCOPES = ["chat:use", "deployments:read"]
 TARGET_ACK_P95_MS = 50.0
 TARGET_DELTA_P95_MS = 100.0
 TARGET_RATIO = 3.0
-SERVER_START_TIMEOUT_S = 90.0
 # Before a snapshot: a backend publishes its statistics at exit, or while busy at most once a
 # second, or after 10 s idle (PostgreSQL 15): pooled connections need the longer wait.
 SETTLE_S = 1.5
@@ -156,56 +158,8 @@ class Summary:
         )
 
 
-def _ms(start_ns: int) -> float:
-    return (time.perf_counter_ns() - start_ns) / 1_000_000
-
-
 # --------------------------------------------------------------------------------------------
 # Environment and database (as bench/tenants.py)
-
-
-@dataclass(frozen=True)
-class BenchDatabase:
-    """Where the bench runs. ``admin_url`` is None with the embedded server."""
-
-    url: str | None
-    admin_url: str | None
-    data_dir: Path | None
-
-    @property
-    def description(self) -> str:
-        if self.url is None:
-            return f"embedded PostgreSQL under {self.data_dir}"
-        parts = urlsplit(self.url)
-        return f"{parts.hostname or 'local socket'}:{parts.port or 5432}/{BENCH_DATABASE}"
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-def _psycopg_url(url: str) -> str:
-    """libpq understands postgres:// and postgresql://, not Django-style aliases."""
-    parts = urlsplit(url)
-    scheme = "postgresql" if parts.scheme in {"postgres", "postgresql", "pgsql"} else parts.scheme
-    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
-
-
-def _admin_execute(admin_url: str, statement: sql.Composed) -> None:
-    with psycopg.connect(_psycopg_url(admin_url), autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def _recreate_database(admin_url: str) -> None:
-    name = sql.Identifier(BENCH_DATABASE)
-    _admin_execute(admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-    _admin_execute(admin_url, sql.SQL("CREATE DATABASE {}").format(name))
-
-
-def _drop_database(admin_url: str) -> None:
-    name = sql.Identifier(BENCH_DATABASE)
-    _admin_execute(admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 @dataclass(frozen=True)
@@ -247,30 +201,9 @@ def prepare_environment(
     os.environ["RATE_LIMIT_USER_PER_MINUTE"] = str(limits.user)
     os.environ["RATE_LIMIT_DEPLOYMENT_PER_MINUTE"] = str(limits.deployment)
 
-    source = os.environ.get("DATABASE_URL", "").strip()
-    if not source:
-        data_dir = Path(tempfile.mkdtemp(prefix="agentfactory-bench-chat-"))
-        os.environ["DATA_DIR"] = str(data_dir)
-        if not keep_db:
-            # Registered before django.setup(), so it runs after pgserver's own exit hook.
-            atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
-        return BenchDatabase(url=None, admin_url=None, data_dir=data_dir)
-
-    if urlsplit(source).path.lstrip("/") == BENCH_DATABASE:
-        print(f"note: DATABASE_URL already names {BENCH_DATABASE}; it is recreated")
-    bench_url = _with_database(source, BENCH_DATABASE)
-    admin_url = _with_database(source, "postgres")
-    _recreate_database(admin_url)
-    os.environ["DATABASE_URL"] = bench_url
-    return BenchDatabase(url=bench_url, admin_url=admin_url, data_dir=None)
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(BASE_DIR))
-    os.chdir(BASE_DIR)
-    import django
-
-    django.setup()
+    return prepare_database(
+        BENCH_DATABASE, keep=keep_db, data_dir_prefix="agentfactory-bench-chat-"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -374,19 +307,6 @@ def stored_counts(tenant: BenchTenant, prefix: str) -> tuple[int, int, int]:
 # Servers
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no server log)"
-
-
 @dataclass(frozen=True)
 class Server:
     name: str
@@ -416,63 +336,22 @@ class Server:
 
 @contextmanager
 def running_server(name: str, argv: list[str], env: dict[str, str]) -> Iterator[Server]:
-    """Start a server on a free port (``argv`` gets ``--host``/``--port``); yield it."""
-    port = _free_port()
-    fd, log_name = tempfile.mkstemp(prefix=f"agentfactory-bench-chat-{name}-", suffix=".log")
-    os.close(fd)
-    log_path = Path(log_name)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [*argv, "--host", "127.0.0.1", "--port", str(port)],
-            cwd=BASE_DIR,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(name, port, process.pid, log_path)
-    try:
-        _wait_until_healthy(process, f"http://127.0.0.1:{port}", log_path)
-        yield server
-    finally:
-        _stop(process)
-        problems = server.log_problems()
+    """Start a server on a free port (``argv`` gets ``--host``/``--port``); yield it. The errors
+    it logged, shutdown included, are printed once it stopped."""
+
+    def report_problems(stopped: ServerProcess) -> None:
+        problems = Server(name, stopped.port, stopped.process.pid, stopped.log_path).log_problems()
         if problems:
             print(f"{name} server logged errors: {dict(problems)}")
-        log_path.unlink(missing_ok=True)
 
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT first: uvicorn re-raises the signal it caught once shut down, and only SIGINT (as
-    KeyboardInterrupt) lets the process run its exit hooks, which release the embedded server."""
-    for stop, timeout in (
-        (lambda: process.send_signal(signal.SIGINT), 15.0),
-        (process.terminate, 5.0),
-        (process.kill, 5.0),
-    ):
-        if process.poll() is not None:
-            return
-        stop()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            continue
-        return
-
-
-def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the server exited with code {process.returncode}:\n{_tail(log_path)}"
-            )
-        try:
-            if httpx.get(base_url + "/healthz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer /healthz in time:\n{_tail(log_path)}")
+    with server_process(
+        argv,
+        env,
+        health_path="/healthz",
+        log_prefix=f"agentfactory-bench-chat-{name}-",
+        after_stop=report_problems,
+    ) as started:
+        yield Server(name, started.port, started.process.pid, started.log_path)
 
 
 def platform_command(processes: int) -> list[str]:
@@ -1725,15 +1604,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             machine_facts(database),
         )
     finally:
-        _close_connections()
+        finish(database, keep=args.keep_db)
         _forget_redis_keys()
-        if database.admin_url is not None:
-            if args.keep_db:
-                print(f"kept database {BENCH_DATABASE}")
-            else:
-                _drop_database(database.admin_url)
-        elif args.keep_db:
-            print(f"kept DATA_DIR {database.data_dir}")
     return 0 if passed else 1
 
 
@@ -1752,16 +1624,6 @@ def _forget_redis_keys() -> None:
         client.close()
     except redis.RedisError as error:
         print(f"note: could not delete this run's Redis keys ({prefix}*): {error}")
-
-
-def _close_connections() -> None:
-    """Release this process's connections so the bench database can be dropped."""
-    from django.apps import apps
-
-    if apps.ready:
-        from django.db import connections
-
-        connections.close_all()
 
 
 if __name__ == "__main__":

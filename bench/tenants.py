@@ -19,35 +19,25 @@ It prints figures; it asserts nothing except the provisioning target (PASS/FAIL)
 from __future__ import annotations
 
 import argparse
-import atexit
 import io
 import os
 import platform
 import secrets
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-import psycopg
-from psycopg import sql
+from benchlib import BenchDatabase, finish, prepare_database, server_process, setup_django
+from benchlib import ms as _ms
 
-BASE_DIR = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "agentfactory_bench"
 TARGET_PROVISION_MS = 2000.0
 TARGET_LEVEL = 200
 WARMUP_REQUESTS = 50
-SERVER_START_TIMEOUT_S = 90.0
 FAST_HASHER = "django.contrib.auth.hashers.MD5PasswordHasher"
 TENANT_PATH = "/api/v1/tenant/"
 PLAIN_PATH = "/healthz"
@@ -107,56 +97,8 @@ class HttpResult:
     conn_max_age: str
 
 
-def _ms(start_ns: int) -> float:
-    return (time.perf_counter_ns() - start_ns) / 1_000_000
-
-
 # --------------------------------------------------------------------------------------------
 # Environment and database
-
-
-@dataclass(frozen=True)
-class BenchDatabase:
-    """Where the bench runs. ``admin_url`` is None with the embedded server."""
-
-    url: str | None
-    admin_url: str | None
-    data_dir: Path | None
-
-    @property
-    def description(self) -> str:
-        if self.url is None:
-            return f"embedded PostgreSQL under {self.data_dir}"
-        parts = urlsplit(self.url)
-        return f"{parts.hostname or 'local socket'}:{parts.port or 5432}/{BENCH_DATABASE}"
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
-
-
-def _psycopg_url(url: str) -> str:
-    """libpq understands postgres:// and postgresql://, not Django-style aliases."""
-    parts = urlsplit(url)
-    scheme = "postgresql" if parts.scheme in {"postgres", "postgresql", "pgsql"} else parts.scheme
-    return urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
-
-
-def _admin_execute(admin_url: str, statement: sql.Composed) -> None:
-    with psycopg.connect(_psycopg_url(admin_url), autocommit=True) as conn:
-        conn.execute(statement)
-
-
-def _recreate_database(admin_url: str) -> None:
-    name = sql.Identifier(BENCH_DATABASE)
-    _admin_execute(admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-    _admin_execute(admin_url, sql.SQL("CREATE DATABASE {}").format(name))
-
-
-def _drop_database(admin_url: str) -> None:
-    name = sql.Identifier(BENCH_DATABASE)
-    _admin_execute(admin_url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 def prepare_environment(keep_db: bool) -> BenchDatabase:
@@ -166,31 +108,7 @@ def prepare_environment(keep_db: bool) -> BenchDatabase:
     os.environ["LOG_LEVEL"] = "WARNING"
     # Production-like request handling: DEBUG wraps every cursor and records every query.
     os.environ.setdefault("DJANGO_DEBUG", "false")
-
-    source = os.environ.get("DATABASE_URL", "").strip()
-    if not source:
-        data_dir = Path(tempfile.mkdtemp(prefix="agentfactory-bench-"))
-        os.environ["DATA_DIR"] = str(data_dir)
-        if not keep_db:
-            # Registered before django.setup(), so it runs after pgserver's own exit hook.
-            atexit.register(shutil.rmtree, data_dir, ignore_errors=True)
-        return BenchDatabase(url=None, admin_url=None, data_dir=data_dir)
-
-    if urlsplit(source).path.lstrip("/") == BENCH_DATABASE:
-        print(f"note: DATABASE_URL already names {BENCH_DATABASE}; it is recreated")
-    bench_url = _with_database(source, BENCH_DATABASE)
-    admin_url = _with_database(source, "postgres")
-    _recreate_database(admin_url)
-    os.environ["DATABASE_URL"] = bench_url
-    return BenchDatabase(url=bench_url, admin_url=admin_url, data_dir=None)
-
-
-def setup_django() -> None:
-    sys.path.insert(0, str(BASE_DIR))
-    os.chdir(BASE_DIR)
-    import django
-
-    django.setup()
+    return prepare_database(BENCH_DATABASE, keep=keep_db, data_dir_prefix="agentfactory-bench-")
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,84 +226,16 @@ def run_provisioning(levels: list[int], samples: int) -> ProvisionResult:
 # HTTP
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no server log)"
-
-
 @contextmanager
 def running_server() -> Iterator[str]:
     """Start `manage.py serve` with this process's environment; yield its base URL."""
-    port = _free_port()
-    base_url = f"http://127.0.0.1:{port}"
-    fd, log_name = tempfile.mkstemp(prefix="agentfactory-bench-serve-", suffix=".log")
-    os.close(fd)
-    log_path = Path(log_name)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "manage.py",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-worker",
-            ],
-            cwd=BASE_DIR,
-            env=os.environ.copy(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait_until_healthy(process, base_url, log_path)
-        yield base_url
-    finally:
-        _stop(process)
-        log_path.unlink(missing_ok=True)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGINT first: uvicorn re-raises the signal it caught once shut down, and only SIGINT (as
-    KeyboardInterrupt) lets the process run its exit hooks, which release the embedded server."""
-    for stop, timeout in (
-        (lambda: process.send_signal(signal.SIGINT), 15.0),
-        (process.terminate, 5.0),
-        (process.kill, 5.0),
-    ):
-        if process.poll() is not None:
-            return
-        stop()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            continue
-        return
-
-
-def _wait_until_healthy(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"the server exited with code {process.returncode}:\n{_tail(log_path)}"
-            )
-        try:
-            if httpx.get(base_url + PLAIN_PATH, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"the server did not answer {PLAIN_PATH} in time:\n{_tail(log_path)}")
+    with server_process(
+        [sys.executable, "manage.py", "serve", "--no-worker"],
+        os.environ.copy(),
+        health_path=PLAIN_PATH,
+        log_prefix="agentfactory-bench-serve-",
+    ) as server:
+        yield server.base_url
 
 
 def run_http(base_url: str, tenant_host: str, expected_slug: str, requests: int) -> HttpResult:
@@ -646,25 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             http = run_http(base_url, f"{_slug(1)}.localhost", _slug(1), args.requests)
         passed = report(provision, http, _machine_facts(database), args.samples)
     finally:
-        _close_connections()
-        if database.admin_url is not None:
-            if args.keep_db:
-                print(f"kept database {BENCH_DATABASE}")
-            else:
-                _drop_database(database.admin_url)
-        elif args.keep_db:
-            print(f"kept DATA_DIR {database.data_dir}")
+        finish(database, keep=args.keep_db)
     return 0 if passed else 1
-
-
-def _close_connections() -> None:
-    """Release this process's connections so the bench database can be dropped."""
-    from django.apps import apps
-
-    if apps.ready:
-        from django.db import connections
-
-        connections.close_all()
 
 
 if __name__ == "__main__":
