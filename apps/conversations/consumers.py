@@ -493,11 +493,8 @@ class ChatConsumer(TenantJsonConsumer):
         text = _text(content, "content")
         conversation_id = _optional_id(content, "conversation_id")
         try:
-            accepted = await self.db(
+            accepted = await self._as_caller(
                 _accept,
-                user_id=self.user_id,
-                api_key_id=self.api_key_id,
-                deployment_id=self.deployment_id,
                 content=text,
                 client_msg_id=client_msg_id,
                 conversation_id=conversation_id,
@@ -525,11 +522,8 @@ class ChatConsumer(TenantJsonConsumer):
     async def _on_retry(self, content: dict[str, Any]) -> None:
         reply_id = _id(content, "reply_id")
         try:
-            accepted = await self.db(
+            accepted = await self._as_caller(
                 _retry,
-                user_id=self.user_id,
-                api_key_id=self.api_key_id,
-                deployment_id=self.deployment_id,
                 reply_id=reply_id,
             )
         except ServiceError as error:
@@ -543,11 +537,8 @@ class ChatConsumer(TenantJsonConsumer):
     async def _on_cancel(self, content: dict[str, Any]) -> None:
         reply_id = _id(content, "reply_id")
         try:
-            await self.db(
+            await self._as_caller(
                 _cancellable,
-                user_id=self.user_id,
-                api_key_id=self.api_key_id,
-                deployment_id=self.deployment_id,
                 reply_id=reply_id,
             )
         except ServiceError as error:
@@ -560,11 +551,8 @@ class ChatConsumer(TenantJsonConsumer):
         conversation_id = _id(content, "conversation_id")
         after_id = _id(content, "after_id")
         try:
-            events, more = await self.db(
+            events, more = await self._as_caller(
                 _resume,
-                user_id=self.user_id,
-                api_key_id=self.api_key_id,
-                deployment_id=self.deployment_id,
                 conversation_id=conversation_id,
                 after_id=after_id,
             )
@@ -589,11 +577,8 @@ class ChatConsumer(TenantJsonConsumer):
         if limit > HISTORY_PAGE:
             raise _BadRequest("limit", _("At most %(n)d.") % {"n": HISTORY_PAGE})
         try:
-            messages, more = await self.db(
+            messages, more = await self._as_caller(
                 _history,
-                user_id=self.user_id,
-                api_key_id=self.api_key_id,
-                deployment_id=self.deployment_id,
                 conversation_id=conversation_id,
                 before_id=before_id,
                 limit=limit,
@@ -612,6 +597,16 @@ class ChatConsumer(TenantJsonConsumer):
 
     async def _on_ping(self, content: dict[str, Any]) -> None:
         await self.send_json({"type": "pong", "id": content.get("id")})
+
+    async def _as_caller(self, func: Any, **fields: Any) -> Any:
+        """``func`` on a database thread for this socket's user, key and deployment."""
+        return await self.db(
+            func,
+            user_id=self.user_id,
+            api_key_id=self.api_key_id,
+            deployment_id=self.deployment_id,
+            **fields,
+        )
 
     _handlers = {
         "message": _on_message,

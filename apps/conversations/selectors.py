@@ -178,5 +178,4 @@ def chat_admission(*, user_id: int, api_key_id: int | None, deployment_id: int) 
             id=version_id, state=version_state, version=version_label
         )
         deployment.spec_stamp = stamp  # type: ignore[attr-defined]
-        deployment.partial = True  # type: ignore[attr-defined]
     return Admission(user, api_key, deployment)

@@ -267,12 +267,12 @@ def reply_progress(*, reply_id: int, content: str) -> None:
 def reply_finish(
     *,
     reply_id: int,
+    deployment_id: int,
     content: str,
     usage: Usage | None,
     tools: list[dict[str, Any]],
     user_id: int | None,
     failures: list[Any],
-    deployment_id: int | None = None,
 ) -> None:
     """The reply streamed to its end: its text, usage and the runtime call, in one transaction."""
     fields: dict[str, Any] = {
@@ -290,10 +290,6 @@ def reply_finish(
             "model": usage.model,
         }
     with transaction.atomic():
-        if deployment_id is None:
-            deployment_id = Message.objects.values_list(
-                "conversation__deployment_id", flat=True
-            ).get(pk=reply_id)
         update(Message, reply_id, fields)
         deployment = Deployment(pk=deployment_id)
         _record_failures(deployment, failures)
