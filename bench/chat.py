@@ -1307,7 +1307,7 @@ def server_knobs(limits: RateLimits, echo_layer: str, processes: int) -> list[tu
     from django.conf import settings
 
     layer: dict[str, Any] = settings.CHANNEL_LAYERS["default"]
-    if "pubsub" in layer["BACKEND"]:
+    if "pubsub" in layer["BACKEND"].lower():
         layer = {**layer, "CONFIG": {**layer.get("CONFIG", {}), "capacity": "none (pub/sub)"}}
     cache: dict[str, Any] = settings.CACHES["default"]
     capacity = layer.get("CONFIG", {}).get("capacity", "100 (channels' default)")

@@ -39,9 +39,11 @@ MATRIX: dict[str, frozenset[str]] = {
 }
 
 
-def roles_for_current_schema() -> frozenset[str]:
-    """Platform roles exist only in the public schema, tenant roles only in tenant schemas."""
-    return PLATFORM_ROLES if connection.schema_name == settings.PUBLIC_SCHEMA_NAME else TENANT_ROLES
+def roles_for_current_schema(schema: str | None = None) -> frozenset[str]:
+    """Platform roles exist only in the public schema, tenant roles only in tenant schemas (of
+    the connection's schema, or ``schema``)."""
+    schema = connection.schema_name if schema is None else schema
+    return PLATFORM_ROLES if schema == settings.PUBLIC_SCHEMA_NAME else TENANT_ROLES
 
 
 def role_choices_for_current_schema() -> list[tuple[str, Any]]:
@@ -49,19 +51,22 @@ def role_choices_for_current_schema() -> list[tuple[str, Any]]:
     return [(value, label) for value, label in Role.choices if value in allowed]
 
 
-def permissions_of(user: Any) -> frozenset[str]:
-    """Everything ``user``'s role grants here (empty for inactive or anonymous users)."""
+def permissions_of(user: Any, *, schema: str | None = None) -> frozenset[str]:
+    """Everything ``user``'s role grants here, or in ``schema`` (empty for inactive or anonymous
+    users)."""
     if user is None or not user.is_authenticated or not user.is_active:
         return frozenset()
-    if user.role not in roles_for_current_schema():
+    if user.role not in roles_for_current_schema(schema):
         return frozenset()
     return MATRIX.get(user.role, frozenset())
 
 
-def has_permission(user: Any, permission: str, *, api_key: Any = None) -> bool:
+def has_permission(
+    user: Any, permission: str, *, api_key: Any = None, schema: str | None = None
+) -> bool:
     """True when the active, signed-in ``user`` holds ``permission`` through their role — a role
     that counts only in the kind of schema it belongs to (a ``platform_admin`` row inside a tenant
     grants nothing). With an ``api_key``, the permission must also be among the key's scopes."""
     if api_key is not None and permission not in api_key.scopes:
         return False  # a key may do less than its owner, never more
-    return permission in permissions_of(user)
+    return permission in permissions_of(user, schema=schema)

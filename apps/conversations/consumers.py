@@ -27,10 +27,9 @@ from django.utils.translation import gettext as _
 from apps.accounts.api_keys import api_key_resolve
 from apps.accounts.models import ApiKey, User
 from apps.accounts.permissions import has_permission
-from apps.conversations import cancels, services
+from apps.conversations import cancels, hotpath, services
 from apps.conversations.models import Conversation, Message
 from apps.conversations.selectors import (
-    chat_admission,
     conversation_get,
     conversation_messages,
 )
@@ -164,32 +163,6 @@ def _chat_user(user_id: int, api_key_id: int | None) -> User:
     return user
 
 
-def _accept(
-    *,
-    user_id: int,
-    api_key_id: int | None,
-    deployment_id: int,
-    content: str,
-    client_msg_id: str,
-    conversation_id: int | None,
-) -> Accepted:
-    admission = chat_admission(user_id=user_id, api_key_id=api_key_id, deployment_id=deployment_id)
-    user, api_key = admission.user, admission.api_key
-    if api_key_id is not None and (api_key is None or not api_key.is_usable):
-        user = None
-    if user is None or not has_permission(user, "chat:use", api_key=api_key):
-        raise Forbidden(_("You may no longer chat with this agent."))
-    if admission.deployment is None:
-        raise NotFound(_("No such deployment."))
-    return services.message_accept(
-        user=user,
-        deployment=admission.deployment,
-        content=content,
-        client_msg_id=client_msg_id,
-        conversation_id=conversation_id,
-    )
-
-
 def _own_reply(user: User, deployment_id: int, reply_id: int) -> Message:
     reply = Message.objects.filter(
         pk=reply_id,
@@ -286,7 +259,14 @@ async def run_reply(accepted: Accepted, *, tenant: Tenant, group: str, user_id: 
         await layer.group_send(group, {"type": "chat.event", "event": event})
 
     try:
-        return await stream_reply(accepted, emit=emit, db=db, user_id=user_id, cancelled=cancelled)
+        return await stream_reply(
+            accepted,
+            emit=emit,
+            db=db,
+            user_id=user_id,
+            cancelled=cancelled,
+            finish=partial(hotpath.finish, tenant=tenant),
+        )
     except asyncio.CancelledError:
         # Only the event loop's shutdown cancels a reply (a user's cancel sets ``cancelled``):
         # leave it failed and retryable rather than streaming for ever.
@@ -493,8 +473,11 @@ class ChatConsumer(TenantJsonConsumer):
         text = _text(content, "content")
         conversation_id = _optional_id(content, "conversation_id")
         try:
-            accepted = await self._as_caller(
-                _accept,
+            accepted = await hotpath.accept(
+                tenant=self.tenant,
+                user_id=self.user_id,
+                api_key_id=self.api_key_id,
+                deployment_id=self.deployment_id,
                 content=text,
                 client_msg_id=client_msg_id,
                 conversation_id=conversation_id,
@@ -508,15 +491,15 @@ class ChatConsumer(TenantJsonConsumer):
             # socket through the group like every other tab. Never a second provider call.
             await self.send_json(message_event(accepted.reply))
             return
-        for message in (accepted.message, accepted.reply):
-            await self.channel_layer.group_send(
-                self.group,
-                {
-                    "type": "chat.event",
-                    "event": message_event(message),
-                    "exclude": self.channel_name,
-                },
-            )
+        # The other tabs show the message and the reply to come (this one has the ack).
+        await self.channel_layer.group_send(
+            self.group,
+            {
+                "type": "chat.events",
+                "events": [message_event(accepted.message), message_event(accepted.reply)],
+                "exclude": self.channel_name,
+            },
+        )
         _start_reply(accepted, tenant=self.tenant, group=self.group, user_id=self.user_id)
 
     async def _on_retry(self, content: dict[str, Any]) -> None:
@@ -622,6 +605,11 @@ class ChatConsumer(TenantJsonConsumer):
     async def chat_event(self, message: dict[str, Any]) -> None:
         if message.get("exclude") != self.channel_name:
             await self.send_json(message["event"])
+
+    async def chat_events(self, message: dict[str, Any]) -> None:
+        if message.get("exclude") != self.channel_name:
+            for event in message["events"]:
+                await self.send_json(event)
 
     # Errors
 

@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from typing import Any
 
 from django.db.models import Sum
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.conversations.models import UsageDay
+from apps.core import adb
+from apps.core.cache import tenant_cache_key
 from apps.core.exceptions import Forbidden
-from apps.runtime.ratelimit import seeded_counter_hit, seeded_counter_undo
+from apps.core.sqlfast import table
+from apps.runtime.ratelimit import (
+    seeded_counter_hit,
+    seeded_counter_hit_async,
+    seeded_counter_undo,
+    seeded_counter_undo_async,
+)
+from apps.tenants.channels import run_in_tenant
 from apps.tenants.db import connection
 from apps.tenants.models import Tenant
 
@@ -56,6 +66,9 @@ def _key(first: date) -> str:
     return f"quota:messages:{first:%Y-%m}"
 
 
+_SINCE_SQL = f"SELECT coalesce(sum(messages), 0) FROM {table(UsageDay)} WHERE day >= %s"  # noqa: S608
+
+
 def _messages_since(first: date) -> int:
     total = UsageDay.objects.filter(day__gte=first).aggregate(total=Sum("messages"))["total"]
     return int(total or 0)
@@ -76,15 +89,55 @@ def message_quota_hit(*, count: bool = True) -> None:
         count=count,
     )
     if used is not None:
-        raise Forbidden(
-            _(
-                "Your organisation has used its %(limit)d messages for this month. Ask your "
-                "tenant admin to upgrade the plan; the count starts again on the 1st."
-            )
-            % {"limit": quota},
-            code="quota_exceeded",
-            details={"limit": quota, "used": used, "plan": plan, "period": f"{first:%Y-%m}"},
+        _refuse(quota, used, plan, first)
+
+
+async def message_quota_hit_async(redis: Any, tenant: Tenant) -> bool:
+    """``message_quota_hit`` from the event loop, with the loop's Redis client: True when a
+    message was counted (the plan has a quota), to give back with ``message_quota_undo_async``
+    if it is not stored."""
+    schema = tenant.schema_name
+    cached = _plans.get(schema)
+    if cached is not None and cached[0] > time.monotonic():
+        quota, plan = cached[1], cached[2]
+    else:
+        quota, plan = await run_in_tenant(tenant, _plan_quota, schema)
+    if quota is None:
+        return False
+    first = _month()
+
+    async def seed() -> int:
+        found = await adb.fetch(schema, _SINCE_SQL, [first])
+        return int(found[0][0])
+
+    used = await seeded_counter_hit_async(
+        redis,
+        full_key=tenant_cache_key(schema, _key(first)),
+        limit=quota,
+        expiry=EXPIRY_SECONDS,
+        seed=seed,
+    )
+    if used is not None:
+        _refuse(quota, used, plan, first)
+    return True
+
+
+async def message_quota_undo_async(redis: Any, tenant: Tenant) -> None:
+    await seeded_counter_undo_async(
+        redis, full_key=tenant_cache_key(tenant.schema_name, _key(_month()))
+    )
+
+
+def _refuse(quota: int, used: int, plan: str, first: date) -> None:
+    raise Forbidden(
+        _(
+            "Your organisation has used its %(limit)d messages for this month. Ask your "
+            "tenant admin to upgrade the plan; the count starts again on the 1st."
         )
+        % {"limit": quota},
+        code="quota_exceeded",
+        details={"limit": quota, "used": used, "plan": plan, "period": f"{first:%Y-%m}"},
+    )
 
 
 def message_quota_undo() -> None:

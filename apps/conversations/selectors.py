@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +123,13 @@ class Admission:
     deployment: Deployment | None
 
 
-@functools.cache
-def _admission_sql() -> str:
+ADMISSION_WIDTH = 15 + STAMP_WIDTH
+
+
+def admission_sql(columns: str = "", joins: str = "") -> str:
+    """The admission query; ``columns`` and ``joins`` add to it (each starting with a comma or a
+    JOIN; the aliases ``u``, ``k``, ``d`` and ``v`` are the user, key, deployment and version).
+    Parameters by name: ``user``, ``key``, ``deployment``."""
     user, key, deployment = table(User), table(ApiKey), table(Deployment)
     version = table(BlueprintVersion)
     return f"""
@@ -132,12 +138,17 @@ def _admission_sql() -> str:
                d.id, d.name, d.status, d.status_reason, d.blueprint_id,
                v.state, v.version,
                {stamp_columns("d")}
+               {columns}
           FROM (SELECT 1) one
           LEFT JOIN {user} u ON u.id = %(user)s
           LEFT JOIN {key} k ON k.id = %(key)s AND k.user_id = u.id
           LEFT JOIN {deployment} d ON d.id = %(deployment)s AND d.status <> 'deleted'
           LEFT JOIN {version} v ON v.id = d.version_id
+          {joins}
     """  # noqa: S608 - table names from the models, values as parameters
+
+
+_admission_sql = functools.cache(admission_sql)
 
 
 def chat_admission(*, user_id: int, api_key_id: int | None, deployment_id: int) -> Admission:
@@ -149,10 +160,14 @@ def chat_admission(*, user_id: int, api_key_id: int | None, deployment_id: int) 
     found = rows(
         _admission_sql(), {"user": user_id, "key": api_key_id, "deployment": deployment_id}
     )[0]
+    return admission_from(found)
+
+
+def admission_from(found: Sequence[Any]) -> Admission:
+    """The ``Admission`` of a row of ``admission_sql`` (its first ``ADMISSION_WIDTH`` columns)."""
     uid, active, role, email, kid, scopes, expires_at, revoked_at = found[:8]
     did, name, status, reason, blueprint_id, version_state, version_label = found[8:15]
-    stamp = tuple(found[15:])
-    assert len(stamp) == STAMP_WIDTH
+    stamp = tuple(found[15:ADMISSION_WIDTH])
     user = None if uid is None else User(id=uid, is_active=active, role=role, email=email)
     api_key = None
     if kid is not None:

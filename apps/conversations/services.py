@@ -6,8 +6,8 @@ these, so they behave the same."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -21,16 +21,17 @@ from apps.audit.services import audit_record
 from apps.conversations.models import Conversation, Message, UsageDay
 from apps.conversations.quota import message_quota_hit, message_quota_undo
 from apps.core.exceptions import Conflict, Forbidden, InvalidInput, NotFound
-from apps.core.sqlfast import insert, rows, table, update
+from apps.core.sqlfast import insert_from, rows, table, update_statement
 from apps.deployments.models import Deployment
 from apps.deployments.runtime import (
     agent_spec,
     agent_spec_current,
     provider_failure_record,
+    runtime_call,
     runtime_call_record,
     serving_check,
 )
-from apps.runtime.engine import AgentSpec, redacted_input
+from apps.runtime.engine import AgentSpec, InputRefused, redacted_input
 from apps.runtime.ratelimit import rate_limit_hit
 from apps.runtime.types import ChatMessage, ProviderError, Usage
 
@@ -80,7 +81,8 @@ def _history(conversation: Conversation, before_id: int) -> tuple[ChatMessage, .
     )
 
 
-def _existing(user: Any, deployment: Deployment, client_msg_id: str) -> Accepted | None:
+def existing_message(user: Any, deployment: Deployment, client_msg_id: str) -> Accepted | None:
+    """What a message sent before with ``client_msg_id`` created, as a duplicate."""
     found = rows(
         f"SELECT m.id FROM {table(Message)} m JOIN {table(Conversation)} c "  # noqa: S608
         "ON c.id = m.conversation_id WHERE m.role = %s AND m.client_msg_id = %s "
@@ -103,11 +105,16 @@ def _own_conversation(user: Any, deployment: Deployment, conversation_id: int) -
     )
     if not found:
         raise NotFound(_("No such conversation."))
-    pk, title, created_at, updated_at, archived_at = found[0]
+    return conversation_from(found[0], user_id=user.pk, deployment_id=deployment.pk)
+
+
+def conversation_from(row: Sequence[Any], *, user_id: int, deployment_id: int) -> Conversation:
+    """The stored conversation of a row (id, title, created_at, updated_at, archived_at)."""
+    pk, title, created_at, updated_at, archived_at = row
     conversation = Conversation(
         id=pk,
-        user_id=user.pk,
-        deployment_id=deployment.pk,
+        user_id=user_id,
+        deployment_id=deployment_id,
         title=title,
         created_at=created_at,
         updated_at=updated_at,
@@ -115,6 +122,151 @@ def _own_conversation(user: Any, deployment: Deployment, conversation_id: int) -
     )
     conversation._state.adding = False
     return conversation
+
+
+def check_message(client_msg_id: Any, content: Any | None = None) -> None:
+    """The client's id (and, unless None, the text) of a message, or ``InvalidInput``. The text
+    is checked after the id has been looked up: a re-sent message is answered whatever it says."""
+    if content is None:
+        if not isinstance(client_msg_id, str) or not _CLIENT_ID.match(client_msg_id):
+            raise InvalidInput(
+                _("Each message needs a client_msg_id of 1 to 64 letters, digits or -_.:"),
+                details={"client_msg_id": [_("Invalid client message id.")]},
+            )
+        return
+    if not isinstance(content, str) or not content.strip():
+        raise InvalidInput(_("The message is empty."), details={"content": [_("Write a message.")]})
+    if len(content) > CONTENT_MAX_CHARS:
+        raise InvalidInput(
+            _("The message is too long."),
+            code="too_long",
+            details={"content": [_("At most %(n)d characters.") % {"n": CONTENT_MAX_CHARS}]},
+        )
+
+
+def screened(spec: AgentSpec, content: str) -> tuple[InputRefused | None, str]:
+    """The input guardrails' verdict: why the message is refused (its reply is the refusal; None
+    when it is not) and the text to store. A message over the length limit is bad input."""
+    checked = redacted_input(spec, content)
+    if isinstance(checked, str):
+        return None, checked
+    if checked.code == "too_long":
+        raise InvalidInput(checked.message, code="too_long", details={"content": [checked.message]})
+    return checked, checked.text
+
+
+def usage_statement(
+    deployment_id: int, user_id: int, *, messages: int = 0, tokens_in: int = 0, tokens_out: int = 0
+) -> tuple[str, list[Any]]:
+    """Add to the day's usage row of a user, creating it if needed: one upsert on its unique key."""
+    usage = table(UsageDay)
+    return (
+        f"INSERT INTO {usage} (deployment_id, user_id, day, messages, tokens_in, tokens_out) "  # noqa: S608
+        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (deployment_id, user_id, day) DO UPDATE "
+        f"SET messages = {usage}.messages + EXCLUDED.messages, "
+        f"tokens_in = {usage}.tokens_in + EXCLUDED.tokens_in, "
+        f"tokens_out = {usage}.tokens_out + EXCLUDED.tokens_out RETURNING id",
+        [deployment_id, user_id, timezone.localdate(), messages, tokens_in, tokens_out],
+    )
+
+
+@dataclass(frozen=True)
+class Store:
+    """Storing an accepted message: the statement, and what its row (conversation id, title,
+    created_at, message id, reply id; none when the conversation is gone) becomes."""
+
+    sql: str
+    params: list[Any]
+    message: Message
+    reply: Message
+    conversation: Conversation | None
+
+    def accepted(
+        self,
+        row: Sequence[Any],
+        *,
+        user_id: int,
+        deployment_id: int,
+        spec: AgentSpec | None,
+        history: tuple[ChatMessage, ...] = (),
+    ) -> Accepted:
+        conversation_id, title, created_at, message_id, reply_id = row
+        now = self.message.created_at
+        conversation = self.conversation or Conversation(
+            deployment_id=deployment_id, user_id=user_id, created_at=created_at, updated_at=now
+        )
+        conversation.id, conversation.title, conversation.updated_at = conversation_id, title, now
+        conversation._state.adding = False
+        for obj, pk in ((self.message, message_id), (self.reply, reply_id)):
+            obj.id, obj.conversation = pk, conversation
+            obj._state.adding = False
+        self.reply.reply_to = self.message
+        return Accepted(conversation, self.message, self.reply, spec=spec, history=history)
+
+
+def store_statement(
+    *,
+    user_id: int,
+    deployment_id: int,
+    conversation: Conversation | None,
+    text: str,
+    client_msg_id: str,
+    refused: InputRefused | None,
+) -> Store:
+    """One statement that stores the message and its (empty, or refusal) reply, starts the
+    conversation or marks it updated, and counts the message in the day's usage (not a refused
+    one): all or nothing, in one round trip."""
+    now = timezone.now()
+    parts: list[str] = []
+    params: list[Any] = []
+    if conversation is None:
+        start = Conversation(
+            deployment_id=deployment_id,
+            user_id=user_id,
+            title=title_from(text),
+            created_at=now,
+            updated_at=now,
+        )
+        sql, values = insert_from(start, {})
+        parts.append(f"conv AS ({sql} RETURNING id, title, created_at)")
+        params += values
+    else:
+        parts.append(
+            f"conv AS (UPDATE {table(Conversation)} SET updated_at = %s WHERE id = %s "  # noqa: S608
+            "RETURNING id, title, created_at)"
+        )
+        params += [now, conversation.pk]
+    message = Message(
+        role=Message.Role.USER,
+        content=text,
+        client_msg_id=client_msg_id,
+        created_at=now,
+        updated_at=now,
+    )
+    sql, values = insert_from(message, {"conversation": "conv.id"})
+    parts.append(f"msg AS ({sql} FROM conv RETURNING id)")
+    params += values
+    reply = Message(
+        role=Message.Role.ASSISTANT,
+        status=Status.COMPLETE if refused else Status.PENDING,
+        content=refused.message if refused else "",
+        error_code=refused.code if refused else "",
+        provider="guardrails" if refused else "",
+        created_at=now,
+        updated_at=now,
+    )
+    sql, values = insert_from(reply, {"conversation": "conv.id", "reply_to": "msg.id"})
+    parts.append(f"rep AS ({sql} FROM conv, msg RETURNING id)")
+    params += values
+    if refused is None:
+        sql, values = usage_statement(deployment_id, user_id, messages=1)
+        parts.append(f"usage AS ({sql})")
+        params += values
+    sql = (
+        f"WITH {', '.join(parts)} "  # noqa: S608 - statements built here, values as parameters
+        "SELECT conv.id, conv.title, conv.created_at, msg.id, rep.id FROM conv, msg, rep"
+    )
+    return Store(sql, params, message, reply, conversation)
 
 
 def message_accept(
@@ -125,85 +277,40 @@ def message_accept(
     client_msg_id: str,
     conversation_id: int | None = None,
 ) -> Accepted:
-    """Store the user's message and an empty reply, in one transaction, before any provider is
-    called. The same ``client_msg_id`` again returns what the first one created."""
+    """Store the user's message and an empty reply, in one statement, before any provider is
+    called. The same ``client_msg_id`` again returns what the first one created. (The websocket
+    does the same from the event loop: ``apps/conversations/hotpath.py``.)"""
     require_chat(user)
-    if not isinstance(client_msg_id, str) or not _CLIENT_ID.match(client_msg_id):
-        raise InvalidInput(
-            _("Each message needs a client_msg_id of 1 to 64 letters, digits or -_.:"),
-            details={"client_msg_id": [_("Invalid client message id.")]},
-        )
-    existing = _existing(user, deployment, client_msg_id)
+    check_message(client_msg_id)
+    existing = existing_message(user, deployment, client_msg_id)
     if existing is not None:
         return existing
-    if not isinstance(content, str) or not content.strip():
-        raise InvalidInput(_("The message is empty."), details={"content": [_("Write a message.")]})
-    if len(content) > CONTENT_MAX_CHARS:
-        raise InvalidInput(
-            _("The message is too long."),
-            code="too_long",
-            details={"content": [_("At most %(n)d characters.") % {"n": CONTENT_MAX_CHARS}]},
-        )
+    check_message(client_msg_id, content)
     serving_check(deployment)
     conversation = None
     if conversation_id is not None:
         conversation = _own_conversation(user, deployment, conversation_id)
     spec = agent_spec_current(deployment)
-    checked = redacted_input(spec, content)
-    refused = checked if not isinstance(checked, str) else None
-    if refused is not None and refused.code == "too_long":
-        raise InvalidInput(refused.message, code="too_long", details={"content": [refused.message]})
+    refused, text = screened(spec, content)
     rate_limit_hit(user_id=user.pk, deployment_id=deployment.pk)
     if refused is None:
         # Last before storing: a message refused on the way never uses up the month's quota.
         message_quota_hit()
-    stored_text = refused.text if refused else str(checked)
-    started = conversation is None
+    store = store_statement(
+        user_id=user.pk,
+        deployment_id=deployment.pk,
+        conversation=conversation,
+        text=text,
+        client_msg_id=client_msg_id,
+        refused=refused,
+    )
     try:
         with transaction.atomic():
-            now = timezone.now()
-            if conversation is None:
-                conversation = insert(
-                    Conversation(
-                        deployment_id=deployment.pk,
-                        user_id=user.pk,
-                        title=title_from(stored_text),
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            else:
-                update(Conversation, conversation.pk, {"updated_at": now})
-                conversation.updated_at = now
-            message = insert(
-                Message(
-                    conversation=conversation,
-                    role=Message.Role.USER,
-                    content=stored_text,
-                    client_msg_id=client_msg_id,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            reply = insert(
-                Message(
-                    conversation=conversation,
-                    role=Message.Role.ASSISTANT,
-                    reply_to=message,
-                    status=Status.COMPLETE if refused else Status.PENDING,
-                    content=refused.message if refused else "",
-                    error_code=refused.code if refused else "",
-                    provider="guardrails" if refused else "",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            if refused is None:
-                _usage_add(deployment, user.pk, messages=1)
+            found = rows(store.sql, store.params)
     except IntegrityError:  # the same client_msg_id sent twice at the same moment
         if refused is None:
             message_quota_undo()
-        again = _existing(user, deployment, client_msg_id)
+        again = existing_message(user, deployment, client_msg_id)
         if again is None:
             raise
         return again
@@ -211,10 +318,16 @@ def message_accept(
         if refused is None:
             message_quota_undo()
         raise
+    if not found:  # the conversation was deleted meanwhile
+        if refused is None:
+            message_quota_undo()
+        raise NotFound(_("No such conversation."))
     if refused is not None:
-        return Accepted(conversation, message, reply)
-    history = () if started else _history(conversation, message.pk)
-    return Accepted(conversation, message, reply, spec=spec, history=history)
+        return store.accepted(found[0], user_id=user.pk, deployment_id=deployment.pk, spec=None)
+    history = () if conversation is None else _history(conversation, found[0][3])
+    return store.accepted(
+        found[0], user_id=user.pk, deployment_id=deployment.pk, spec=spec, history=history
+    )
 
 
 def reply_retry(*, user: Any, reply_id: int) -> Accepted:
@@ -264,7 +377,7 @@ def reply_progress(*, reply_id: int, content: str) -> None:
     )
 
 
-def reply_finish(
+def finish_statement(
     *,
     reply_id: int,
     deployment_id: int,
@@ -272,9 +385,9 @@ def reply_finish(
     usage: Usage | None,
     tools: list[dict[str, Any]],
     user_id: int | None,
-    failures: list[Any],
-) -> None:
-    """The reply streamed to its end: its text, usage and the runtime call, in one transaction."""
+) -> tuple[str, list[Any]]:
+    """One statement that stores the finished reply (its text, tools and usage), records the
+    runtime call and adds the tokens to the day's usage (with a user): all or nothing."""
     fields: dict[str, Any] = {
         "content": content,
         "status": Status.COMPLETE,
@@ -289,15 +402,43 @@ def reply_finish(
             "provider": usage.provider,
             "model": usage.model,
         }
+    parts: list[str] = []
+    sql, params = update_statement(Message, reply_id, fields)
+    parts.append(f"rep AS ({sql} RETURNING id)")
+    call = runtime_call(deployment_id=deployment_id, user_id=user_id, usage=usage)
+    sql, values = insert_from(call, {})
+    parts.append(f"call AS ({sql} RETURNING id)")
+    params += values
+    if usage is not None and user_id is not None:
+        sql, values = usage_statement(
+            deployment_id, user_id, tokens_in=usage.input_tokens, tokens_out=usage.output_tokens
+        )
+        parts.append(f"usage AS ({sql})")
+        params += values
+    # Statements built here, values as parameters.
+    return f"WITH {', '.join(parts)} SELECT count(*) FROM rep", params  # noqa: S608
+
+
+def reply_finish(
+    *,
+    deployment_id: int,
+    usage: Usage | None,
+    user_id: int | None,
+    failures: list[Any],
+    **reply: Any,
+) -> None:
+    """The reply streamed to its end: its text, usage and the runtime call, in one transaction
+    (``finish_statement``'s arguments, and the provider failures on the way)."""
     with transaction.atomic():
-        update(Message, reply_id, fields)
-        deployment = Deployment(pk=deployment_id)
-        _record_failures(deployment, failures)
-        runtime_call_record(deployment=deployment, user_id=user_id, usage=usage)
-        if usage is not None:
+        rows(*finish_statement(deployment_id=deployment_id, usage=usage, user_id=user_id, **reply))
+        if usage is not None and user_id is None:
             _usage_add(
-                deployment, user_id, tokens_in=usage.input_tokens, tokens_out=usage.output_tokens
+                Deployment(pk=deployment_id),
+                None,
+                tokens_in=usage.input_tokens,
+                tokens_out=usage.output_tokens,
             )
+        _record_failures(Deployment(pk=deployment_id), failures)
 
 
 def reply_fail(
@@ -354,10 +495,9 @@ def _usage_add(
 ) -> None:
     """Add to the day's row, creating it if needed: one statement (an upsert on the row's unique
     key; rows without a user cannot use it, NULLs never conflict)."""
-    today: date = timezone.localdate()
     if user_id is None:
         row, _created = UsageDay.objects.get_or_create(
-            deployment=deployment, user_id=None, day=today
+            deployment=deployment, user_id=None, day=timezone.localdate()
         )
         UsageDay.objects.filter(pk=row.pk).update(
             messages=F("messages") + messages,
@@ -365,14 +505,10 @@ def _usage_add(
             tokens_out=F("tokens_out") + tokens_out,
         )
         return
-    usage = table(UsageDay)
     rows(
-        f"INSERT INTO {usage} (deployment_id, user_id, day, messages, tokens_in, tokens_out) "  # noqa: S608
-        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (deployment_id, user_id, day) DO UPDATE "
-        f"SET messages = {usage}.messages + EXCLUDED.messages, "
-        f"tokens_in = {usage}.tokens_in + EXCLUDED.tokens_in, "
-        f"tokens_out = {usage}.tokens_out + EXCLUDED.tokens_out RETURNING id",
-        [deployment.pk, user_id, today, messages, tokens_in, tokens_out],
+        *usage_statement(
+            deployment.pk, user_id, messages=messages, tokens_in=tokens_in, tokens_out=tokens_out
+        )
     )
 
 

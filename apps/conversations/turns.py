@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from django.utils.translation import gettext as _
@@ -106,8 +107,10 @@ async def stream_reply(
     db: Db,
     user_id: int | None,
     cancelled: asyncio.Event | None = None,
+    finish: Callable[..., Awaitable[None]] | None = None,
 ) -> str:
-    """Run the reply of ``accepted`` to its end; returns its final status."""
+    """Run the reply of ``accepted`` to its end; returns its final status. ``finish`` stores the
+    finished reply (``services.reply_finish``'s arguments; through ``db`` by default)."""
     reply_id = accepted.reply.pk
     spec = accepted.spec
     if spec is None:  # a guardrail answered, or a duplicate: nothing to run
@@ -267,8 +270,7 @@ async def stream_reply(
         return "cancelled"
     await flush(force=True, persist=False)
     content = revised if revised is not None else "".join(text)
-    await db(
-        services.reply_finish,
+    await (finish or partial(db, services.reply_finish))(
         reply_id=reply_id,
         deployment_id=accepted.conversation.deployment_id,
         content=content,

@@ -56,6 +56,26 @@ def insert(obj: M) -> M:
     return obj
 
 
+def insert_from(obj: models.Model, refs: dict[str, str]) -> tuple[str, list[Any]]:
+    """``INSERT INTO <table> (<columns>) SELECT <values>``, to complete with ``FROM`` (a CTE): the
+    new ``obj``'s values as parameters, except the columns of the fields named in ``refs``, which
+    take the given SQL expressions (``{"conversation": "conv.id"}``). For one statement that
+    writes rows referring to each other."""
+    meta = obj._meta
+    sql, fields = _insert_sql(type(obj))
+    columns = sql[sql.index("(") + 1 : sql.index(")")]
+    values: list[str] = []
+    params: list[Any] = []
+    for f in fields:
+        if f.name in refs:
+            values.append(refs[f.name])
+        else:
+            values.append("%s")
+            params.append(f.get_db_prep_save(f.pre_save(obj, add=True), connection))
+    into = _quote(meta.db_table)
+    return f"INSERT INTO {into} ({columns}) SELECT {', '.join(values)}", params
+
+
 @functools.cache
 def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
     meta = model._meta
@@ -64,15 +84,22 @@ def _update_sql(model: type[models.Model], names: tuple[str, ...]) -> str:
     return f"UPDATE {_quote(meta.db_table)} SET {assignments} WHERE {pk} = %s"  # noqa: S608
 
 
-def update(model: type[models.Model], pk: Any, values: dict[str, Any]) -> int:
-    """``model.objects.filter(pk=pk).update(**values)`` for plain values; the rows changed."""
+def update_statement(
+    model: type[models.Model], pk: Any, values: dict[str, Any]
+) -> tuple[str, list[Any]]:
+    """The ``UPDATE`` of ``update`` and its parameters (to run alone, or in a CTE)."""
     names = tuple(values)
     params: list[Any] = [
         _field(model, name).get_db_prep_save(values[name], connection) for name in names
     ]
     params.append(pk)
+    return _update_sql(model, names), params
+
+
+def update(model: type[models.Model], pk: Any, values: dict[str, Any]) -> int:
+    """``model.objects.filter(pk=pk).update(**values)`` for plain values; the rows changed."""
     with connection.cursor() as cursor:
-        cursor.execute(_update_sql(model, names), params)
+        cursor.execute(*update_statement(model, pk, values))
         return int(cursor.rowcount)
 
 

@@ -91,6 +91,18 @@ def spec_stamp(deployment_id: int) -> tuple[Any, ...] | None:
     return tuple(found[0]) if found else None
 
 
+def agent_spec_cached(schema: str, deployment_id: int, stamp: tuple[Any, ...]) -> AgentSpec | None:
+    """The spec this process built for the deployment, if it was built from ``stamp``; no query
+    (the event loop may call it)."""
+    key = (schema, deployment_id)
+    with _specs_lock:
+        cached = _specs.get(key)
+        if cached is None or cached[0] != stamp:
+            return None
+        _specs.move_to_end(key)
+        return cached[1]
+
+
 def agent_spec_current(deployment: Deployment) -> AgentSpec:
     """``agent_spec``, from this process's cache when nothing it depends on has changed. The
     stamp comes with the deployment (``deployment.spec_stamp``, see ``chat_admission``) or is
@@ -101,11 +113,9 @@ def agent_spec_current(deployment: Deployment) -> AgentSpec:
     if stamp is None:  # the deployment is gone: nothing to cache
         return agent_spec(deployment)
     key = (connection.schema_name, deployment.pk)
-    with _specs_lock:
-        cached = _specs.get(key)
-        if cached is not None and cached[0] == stamp:
-            _specs.move_to_end(key)
-            return cached[1]
+    cached = agent_spec_cached(key[0], deployment.pk, stamp)
+    if cached is not None:
+        return cached
     # Built from the rows as they are now, read after the stamp: a change committed between the
     # caller's read and the stamp's cannot be cached under the newer stamp.
     deployment = Deployment.objects.select_related("version").get(pk=deployment.pk)
@@ -150,28 +160,33 @@ def agent_spec(deployment: Deployment) -> AgentSpec:
     )
 
 
-def runtime_call_record(
+def runtime_call(
     *,
-    deployment: Deployment,
+    deployment_id: int,
     user_id: int | None,
     usage: Usage | None,
     error: ProviderError | None = None,
     provider: str = "",
     model: str = "",
 ) -> RuntimeCall:
-    return insert(  # on every message: without the ORM's compiler (apps/core/sqlfast.py)
-        RuntimeCall(
-            deployment=deployment,
-            user_id=user_id,
-            provider=usage.provider if usage else provider,
-            model=usage.model if usage else model,
-            outcome=RuntimeCall.Outcome.FAILED if error else RuntimeCall.Outcome.OK,
-            error_kind=error.kind if error else "",
-            input_tokens=usage.input_tokens if usage else 0,
-            output_tokens=usage.output_tokens if usage else 0,
-            latency_ms=usage.latency_ms if usage else 0,
-        )
+    """The record of one turn, unsaved."""
+    return RuntimeCall(
+        deployment_id=deployment_id,
+        user_id=user_id,
+        provider=usage.provider if usage else provider,
+        model=usage.model if usage else model,
+        outcome=RuntimeCall.Outcome.FAILED if error else RuntimeCall.Outcome.OK,
+        error_kind=error.kind if error else "",
+        input_tokens=usage.input_tokens if usage else 0,
+        output_tokens=usage.output_tokens if usage else 0,
+        latency_ms=usage.latency_ms if usage else 0,
     )
+
+
+def runtime_call_record(*, deployment: Deployment, **fields: Any) -> RuntimeCall:
+    """Store the record of one turn (``runtime_call``'s fields); on every message, so without
+    the ORM's compiler (apps/core/sqlfast.py)."""
+    return insert(runtime_call(deployment_id=deployment.pk, **fields))
 
 
 def provider_failure_record(

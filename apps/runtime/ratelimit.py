@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
 from django.utils.translation import gettext as _
 
+from apps.core.cache import tenant_cache_key
 from apps.core.exceptions import TooManyRequests
 
 WINDOW = 60
@@ -36,17 +37,39 @@ def _window(now: float) -> tuple[int, int]:
     return start, start + WINDOW
 
 
+def _limits(user_id: int | str, deployment_id: int | str) -> list[Limit]:
+    return [
+        Limit("user", str(user_id), settings.RATE_LIMIT_USER_PER_MINUTE),
+        Limit("deployment", str(deployment_id), settings.RATE_LIMIT_DEPLOYMENT_PER_MINUTE),
+    ]
+
+
+def _keys(limits: list[Limit], start: int) -> list[str]:
+    return [f"ratelimit:{limit.scope}:{limit.key}:{start}" for limit in limits]
+
+
+async def rate_limit_hit_async(
+    redis: Any, *, schema: str, user_id: int | str, deployment_id: int | str
+) -> None:
+    """``rate_limit_hit`` from the event loop, in ``schema``, with the loop's Redis client."""
+    now = time.time()
+    start, end = _window(now)
+    limits = _limits(user_id, deployment_id)
+    full = [tenant_cache_key(schema, key) for key in _keys(limits, start)]
+    args = [lim.per_minute for lim in limits]
+    refused = int(await redis.eval(_CHECK_AND_COUNT, len(full), *full, *args, WINDOW + 5))
+    if refused:
+        _refuse(limits[refused - 1], end - now)
+
+
 def rate_limit_hit(
     *, user_id: int | str, deployment_id: int | str, now: float | None = None
 ) -> None:
     """Count one message, or raise ``TooManyRequests`` (nothing counted) when a limit is full."""
     now = time.time() if now is None else now
     start, end = _window(now)
-    limits = [
-        Limit("user", str(user_id), settings.RATE_LIMIT_USER_PER_MINUTE),
-        Limit("deployment", str(deployment_id), settings.RATE_LIMIT_DEPLOYMENT_PER_MINUTE),
-    ]
-    keys = [f"ratelimit:{limit.scope}:{limit.key}:{start}" for limit in limits]
+    limits = _limits(user_id, deployment_id)
+    keys = _keys(limits, start)
     client = _redis_client()
     if client is not None:
         full = [cache.make_and_validate_key(key) for key in keys]
@@ -148,6 +171,28 @@ def seeded_counter_hit(
         except ValueError:  # expired meanwhile
             cache.add(key, seed() + 1, timeout=expiry)
     return None
+
+
+async def seeded_counter_hit_async(
+    redis: Any,
+    *,
+    full_key: str,
+    limit: int,
+    expiry: int,
+    seed: Callable[[], Awaitable[int]],
+    count: bool = True,
+) -> int | None:
+    """``seeded_counter_hit`` from the event loop, for the cache key ``full_key`` as stored."""
+    flag = 1 if count else 0
+    result = int(await redis.eval(_SEEDED_COUNT, 1, full_key, limit, expiry, "", flag))
+    if result == -1:
+        seeded = await seed()
+        result = int(await redis.eval(_SEEDED_COUNT, 1, full_key, limit, expiry, seeded, flag))
+    return None if result == -2 else result
+
+
+async def seeded_counter_undo_async(redis: Any, *, full_key: str) -> None:
+    await redis.eval(_UNDO, 1, full_key)
 
 
 def seeded_counter_undo(*, key: str) -> None:

@@ -41,6 +41,9 @@ DATABASE_ROUTERS = ["django_tenants.routers.TenantSyncRouter"]
 # Threads that run the database work of websocket consumers and of the replies they stream, each
 # keeping its connection between calls (apps/core/dbthreads.py).
 DATABASE_THREADS = env.int("DATABASE_THREADS", default=4)
+# Connections per event loop for the statements of every chat message, run in the loop itself
+# (apps/core/adb.py).
+ASYNC_DATABASE_CONNECTIONS = env.int("ASYNC_DATABASE_CONNECTIONS", default=4)
 # Set the tenant's search path once per connection and schema change, not before every query
 # (django-tenants forgets it on close, rollback and every set_tenant()).
 TENANT_LIMIT_SET_CALLS = True

@@ -13,7 +13,7 @@ CACHE_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "apps.core.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": CACHE_KEY_PREFIX,
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
@@ -22,7 +22,8 @@ if REDIS_URL:
         }
     }
     # pubsub (the default): a message to a group is one PUBLISH, and each process reads every
-    # group and socket of its own through one subscription; nothing queues in Redis. core: lists
+    # group and socket of its own through one subscription; nothing queues in Redis. Members in
+    # the sending process get it at once, not back from Redis (apps/core/layers.py). core: lists
     # and sorted sets in Redis (about eight commands per message sent and received), with a
     # per-channel capacity beyond which channels-redis drops messages (docs/architecture.md,
     # Channel layer).
@@ -30,7 +31,7 @@ if REDIS_URL:
     if CHANNEL_LAYER_KIND == "pubsub":
         CHANNEL_LAYERS = {
             "default": {
-                "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+                "BACKEND": "apps.core.layers.LocalFirstPubSubLayer",
                 "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{CACHE_KEY_PREFIX}asgi"},
             }
         }

@@ -9,20 +9,23 @@ from typing import Any
 
 import pytest
 import redis.asyncio
+from asgiref.sync import async_to_sync
 from django.conf import settings
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from apps.accounts.api_keys import api_key_create
-from apps.accounts.models import ApiKey, User
-from apps.conversations import cancels
-from apps.conversations.consumers import _accept
-from apps.conversations.models import UsageDay
+from apps.accounts.models import ApiKey, Role, User
+from apps.conversations import cancels, hotpath
+from apps.conversations.models import Message, UsageDay
 from apps.conversations.selectors import chat_admission
+from apps.conversations.services import Accepted
 from apps.core.exceptions import Forbidden, NotFound
-from apps.deployments.models import DeploymentDocument, ToolPolicy
+from apps.deployments.models import DeploymentDocument, RuntimeCall, ToolPolicy
 from apps.deployments.runtime import agent_spec_current, spec_stamp
 from apps.deployments.selectors import deployment_get
+from apps.runtime.types import ChatMessage, Usage
+from apps.tenants.models import Tenant
 
 pytestmark = pytest.mark.usefixtures("committed")
 
@@ -35,6 +38,12 @@ def _generous_rate_limits(settings: Any) -> None:
 
 def _member(org: Any) -> User:
     return User.objects.get(email=org.admin_email)
+
+
+def _accept(org: Any, **fields: Any) -> Accepted:
+    """A message as the websocket accepts it, from an event loop."""
+    tenant = Tenant.objects.get(schema_name=org.schema)
+    return async_to_sync(hotpath.accept)(tenant=tenant, **fields)
 
 
 def test_admission_reads_user_key_and_deployment_in_one_query(
@@ -69,6 +78,7 @@ def test_a_key_revoked_or_a_deployment_deleted_counts_from_the_next_message(
         key = api_key_create(user=user, name="revoked soon", scopes=["chat:use"]).api_key
         fields: dict[str, Any] = {"user_id": user.pk, "api_key_id": key.pk, "content": "Hello"}
         accepted = _accept(
+            acme,
             deployment_id=active_deployment.pk,
             client_msg_id="hot-1",
             conversation_id=None,
@@ -79,6 +89,7 @@ def test_a_key_revoked_or_a_deployment_deleted_counts_from_the_next_message(
         ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
         with pytest.raises(Forbidden):
             _accept(
+                acme,
                 deployment_id=active_deployment.pk,
                 client_msg_id="hot-2",
                 conversation_id=None,
@@ -88,6 +99,7 @@ def test_a_key_revoked_or_a_deployment_deleted_counts_from_the_next_message(
         # Another tenant's deployment id, or none at all, is missing here.
         with pytest.raises(NotFound):
             _accept(
+                acme,
                 user_id=user.pk,
                 api_key_id=None,
                 content="Hello",
@@ -128,6 +140,7 @@ def test_usage_is_one_row_per_deployment_user_and_day(acme, active_deployment):
         before = UsageDay.objects.filter(deployment=active_deployment, user_id=user.pk).first()
         for index in range(3):
             _accept(
+                acme,
                 user_id=user.pk,
                 api_key_id=None,
                 deployment_id=active_deployment.pk,
@@ -139,6 +152,73 @@ def test_usage_is_one_row_per_deployment_user_and_day(acme, active_deployment):
 
     assert len(rows) == 1
     assert rows[0].messages == (before.messages if before else 0) + 3
+
+
+def test_a_continued_conversation_carries_its_history_and_a_finished_reply_its_usage(
+    acme, active_deployment
+):
+    with schema_context(acme.schema):
+        user = _member(acme)
+        tenant = Tenant.objects.get(schema_name=acme.schema)
+        fields: dict[str, Any] = {
+            "user_id": user.pk,
+            "api_key_id": None,
+            "deployment_id": active_deployment.pk,
+        }
+        first = _accept(
+            acme,
+            content="Where is the VPN?",
+            client_msg_id="hist-1",
+            conversation_id=None,
+            **fields,
+        )
+        before = UsageDay.objects.get(deployment=active_deployment, user_id=user.pk)
+        tools = [{"name": "search_knowledge", "arguments": {"query": "vpn"}, "error": None}]
+        async_to_sync(hotpath.finish)(
+            tenant=tenant,
+            reply_id=first.reply.pk,
+            deployment_id=active_deployment.pk,
+            content="At vpn.acme.example.",
+            usage=Usage("local", "local-1", 12, 34, 5, "stop"),
+            tools=tools,
+            user_id=user.pk,
+            failures=[],
+        )
+        second = _accept(
+            acme,
+            content="And the password?",
+            client_msg_id="hist-2",
+            conversation_id=first.conversation.pk,
+            **fields,
+        )
+        reply = Message.objects.get(pk=first.reply.pk)
+        call = RuntimeCall.objects.filter(deployment=active_deployment).latest("id")
+        after = UsageDay.objects.get(deployment=active_deployment, user_id=user.pk)
+        # Someone else's conversation is missing, as a deleted one is.
+        other = User.objects.filter(role=Role.MEMBER).exclude(pk=user.pk).first()
+        with pytest.raises(NotFound):
+            _accept(
+                acme,
+                user_id=other.pk,
+                api_key_id=None,
+                deployment_id=active_deployment.pk,
+                content="Let me in",
+                client_msg_id="hist-3",
+                conversation_id=first.conversation.pk,
+            )
+
+    assert second.conversation.pk == first.conversation.pk
+    assert second.conversation.title == "Where is the VPN?"
+    assert second.history == (
+        ChatMessage("user", "Where is the VPN?"),
+        ChatMessage("assistant", "At vpn.acme.example."),
+    )
+    assert second.reply.reply_to_id == second.message.pk
+    assert (reply.status, reply.content, reply.tools) == ("complete", "At vpn.acme.example.", tools)
+    assert (reply.tokens_in, reply.tokens_out, reply.provider) == (12, 34, "local")
+    assert (call.user_id, call.input_tokens, call.output_tokens) == (user.pk, 12, 34)
+    assert after.messages == before.messages + 1
+    assert (after.tokens_in, after.tokens_out) == (before.tokens_in + 12, before.tokens_out + 34)
 
 
 async def test_a_cancel_flag_set_by_another_process_reaches_the_reply_within_the_poll(acme):

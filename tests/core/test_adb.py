@@ -1,0 +1,75 @@
+"""The event loop's own database connections: kept between statements, in the right schema
+whatever the connection ran before, replaced when the server dropped one, closed with the loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+
+from apps.core import adb
+
+pytestmark = pytest.mark.usefixtures("committed")
+
+
+def _terminate(pid: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+async def _pid_and_schema(schema: str) -> tuple[int, str]:
+    found = await adb.fetch(schema, "SELECT pg_backend_pid(), current_schema()")
+    return int(found[0][0]), str(found[0][1])
+
+
+async def test_a_connection_is_kept_and_follows_the_schema_asked_for(settings, acme, globex):
+    settings.ASYNC_DATABASE_CONNECTIONS = 1
+    await adb.close()
+    try:
+        first, in_acme = await _pid_and_schema(acme.schema)
+        second, in_globex = await _pid_and_schema(globex.schema)
+        third, again = await _pid_and_schema(acme.schema)
+    finally:
+        await adb.close()
+    assert first == second == third
+    assert (in_acme, in_globex, again) == (acme.schema, globex.schema, acme.schema)
+
+
+async def test_a_dropped_connection_is_replaced_and_the_statement_still_runs(settings, acme):
+    settings.ASYNC_DATABASE_CONNECTIONS = 1
+    await adb.close()
+    try:
+        dropped, _schema = await _pid_and_schema(acme.schema)
+        await sync_to_async(_terminate)(dropped)
+        replaced, schema = await _pid_and_schema(acme.schema)
+    finally:
+        await adb.close()
+    assert replaced != dropped
+    assert schema == acme.schema
+
+
+async def test_an_error_leaves_the_connection_usable(settings, acme):
+    settings.ASYNC_DATABASE_CONNECTIONS = 1
+    await adb.close()
+    try:
+        before, _schema = await _pid_and_schema(acme.schema)
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await adb.fetch(acme.schema, "SELECT 1 / 0")
+        after, _schema = await _pid_and_schema(acme.schema)
+    finally:
+        await adb.close()
+    assert before == after
+
+
+def test_closing_the_loop_closes_its_connections(acme):
+    loop = asyncio.new_event_loop()
+    try:
+        pid, _schema = loop.run_until_complete(_pid_and_schema(acme.schema))
+    finally:
+        loop.close()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", [pid])
+        assert cursor.fetchone()[0] == 0
