@@ -923,6 +923,7 @@ class _Probe:
                     "record",
                     "--pid",
                     str(self.server.pid),
+                    "--subprocesses",  # the uvicorn workers of ``serve --processes``
                     "--threads",
                     "--gil",
                     "--rate",

@@ -439,12 +439,16 @@ async def _attempts(
     sleep: Sleep,
     progress: _Progress,
 ) -> AsyncIterator[Event]:
-    """One provider's attempts: breaker check, deadline, retries while nothing has streamed."""
+    """One provider's attempts: breaker check, deadline, retries while nothing has streamed. A
+    provider that runs in this process (``remote = False``: the offline ``local`` one) has no
+    upstream to protect and no circuit: its calls skip the breaker's shared-cache round trips."""
+    guarded = getattr(provider, "remote", True)
     attempt = 0
     while True:
         attempt += 1
         try:
-            await breaker.before_call(circuit)
+            if guarded:
+                await breaker.before_call(circuit)
         except CircuitOpen as error:
             _record(error, attempt, provider.name, on_failure)
             raise
@@ -458,7 +462,9 @@ async def _attempts(
                 yield event
         except ProviderError as error:
             error.provider = error.provider or provider.name
-            if error.retryable:
+            if not guarded:
+                pass
+            elif error.retryable:
                 await breaker.record_failure(circuit)
             else:
                 # The provider answered, it just refused this request: it is up.
@@ -469,7 +475,8 @@ async def _attempts(
                 raise
             await sleep(delay)
             continue
-        await breaker.record_success(circuit)
+        if guarded:
+            await breaker.record_success(circuit)
         return
 
 

@@ -174,6 +174,30 @@ async def test_an_open_circuit_fails_fast_without_calling_the_provider(fake_open
     assert len(fake_openai.completions) == hits
 
 
+async def test_the_offline_provider_answers_whatever_the_circuit_says(fake_openai):
+    """It runs in this process: there is no upstream to protect, so no circuit (and none of the
+    breaker's shared-cache round trips on every turn)."""
+    from apps.runtime import resilience
+
+    breaker = CircuitBreaker(failure_threshold=1, cooldown=60)
+    agent = spec(
+        fake_openai,
+        tenant_key=f"offline-{id(breaker)}",
+        provider=ProviderChoice("local", "local-retrieval"),
+        documents=(KnowledgeDoc("VPN", "Open GlobalProtect and sign in with your badge."),),
+    )
+    original = resilience.default_breaker
+    resilience._default_breaker = breaker
+    try:
+        await breaker.record_failure(f"local:{agent.tenant_key}")
+        events = await collect(agent, "How do I use the VPN?")
+    finally:
+        resilience._default_breaker = None
+        assert resilience.default_breaker is original
+    assert "GlobalProtect" in reply_text(events)
+    assert await breaker.state(f"local:{agent.tenant_key}") == resilience.CircuitState.OPEN
+
+
 async def test_tool_calls_are_reported_in_order(fake_openai):
     fake_openai.script(
         Reply.tools(ToolCallReply("calculator", ('{"expression": "2+2"}',), id="a")),

@@ -276,6 +276,7 @@ class LocalProvider:
     """
 
     name = "local"
+    remote = False  # runs in this process: no circuit breaker (apps/runtime/resilience.py)
 
     def __init__(self, knowledge: Sequence[KnowledgeDoc] = ()) -> None:
         self.knowledge = tuple(knowledge)
@@ -520,4 +521,4 @@ def _is_thanks(text: str) -> bool:
 
 
 def _elapsed_ms(started: float) -> int:
-    return int((time.monotonic() - started) * 1000)
+    return round((time.monotonic() - started) * 1000)
