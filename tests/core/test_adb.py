@@ -9,7 +9,9 @@ import psycopg
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
+from django_tenants.utils import schema_context
 
+from apps.accounts.models import User
 from apps.core import adb
 
 pytestmark = pytest.mark.usefixtures("committed")
@@ -36,6 +38,32 @@ async def test_a_connection_is_kept_and_follows_the_schema_asked_for(settings, a
         await adb.close()
     assert first == second == third
     assert (in_acme, in_globex, again) == (acme.schema, globex.schema, acme.schema)
+
+
+def _first_email(schema: str) -> str:
+    with schema_context(schema):
+        return str(User.objects.order_by("email").values_list("email", flat=True)[0])
+
+
+async def test_a_statement_prepared_in_one_schema_reads_the_next_schema_s_rows(
+    settings, acme, globex
+):
+    """Statements are prepared on the server after a few runs; a plan must not outlive the
+    search path it was made with (another tenant's rows)."""
+    settings.ASYNC_DATABASE_CONNECTIONS = 1
+    await adb.close()
+    query = f"SELECT min(email) FROM {User._meta.db_table}"
+    expected = {org.schema: await sync_to_async(_first_email)(org.schema) for org in (acme, globex)}
+    try:
+        seen = [
+            (schema, (await adb.fetch(schema, query))[0][0])
+            for _round in range(8)
+            for schema in (acme.schema, globex.schema)
+        ]
+    finally:
+        await adb.close()
+    assert all(email == expected[schema] for schema, email in seen)
+    assert expected[acme.schema] != expected[globex.schema]
 
 
 async def test_a_dropped_connection_is_replaced_and_the_statement_still_runs(settings, acme):
