@@ -17,11 +17,12 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,35 @@ SERVER_START_TIMEOUT_S = 90.0
 def ms(start_ns: int) -> float:
     """Milliseconds since ``start_ns`` (``time.perf_counter_ns()``)."""
     return (time.perf_counter_ns() - start_ns) / 1_000_000
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Percentiles of timings in milliseconds."""
+
+    count: int
+    mean: float
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, values_ms: Sequence[float]) -> Summary:
+        if not values_ms:
+            raise ValueError("no samples")
+        if len(values_ms) == 1:
+            only = values_ms[0]
+            return cls(1, only, only, only, only, only)
+        cuts = statistics.quantiles(values_ms, n=100, method="inclusive")
+        return cls(
+            count=len(values_ms),
+            mean=statistics.fmean(values_ms),
+            p50=cuts[49],
+            p95=cuts[94],
+            p99=cuts[98],
+            max=max(values_ms),
+        )
 
 
 # --------------------------------------------------------------------------------------------

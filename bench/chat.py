@@ -91,6 +91,7 @@ from benchlib import (
     BASE_DIR,
     BenchDatabase,
     ServerProcess,
+    Summary,
     finish,
     prepare_database,
     server_process,
@@ -129,33 +130,6 @@ QUESTIONS = (
 
 # --------------------------------------------------------------------------------------------
 # Figures
-
-
-@dataclass(frozen=True)
-class Summary:
-    count: int
-    mean: float
-    p50: float
-    p95: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, values_ms: Sequence[float]) -> Summary:
-        if not values_ms:
-            raise ValueError("no samples")
-        if len(values_ms) == 1:
-            only = values_ms[0]
-            return cls(1, only, only, only, only, only)
-        cuts = statistics.quantiles(values_ms, n=100, method="inclusive")
-        return cls(
-            count=len(values_ms),
-            mean=statistics.fmean(values_ms),
-            p50=cuts[49],
-            p95=cuts[94],
-            p99=cuts[98],
-            max=max(values_ms),
-        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -1530,23 +1504,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             "compression": not args.no_compression,
         }
         phases: dict[str, Phase] = {}
+
+        def warm_up(target: Target, server: Server, keys: list[str]) -> LoadResult:
+            """``--warmup`` sockets, one message each, before anything is measured."""
+            plan = LoadPlan(
+                connections=args.warmup, messages=1, spread=0.5, prefix="warm", keys=keys, **base
+            )
+            return run_load(target, plan, lambda: snapshot(server.pid, None))
+
         with running_server(
             "platform", platform_command(args.processes), os.environ.copy()
         ) as product:
             target = Target("platform", product.port, tenant.host, path)
             print(f"platform: warming up with {args.warmup} messages...", flush=True)
-            warm = run_load(
-                target,
-                LoadPlan(
-                    connections=args.warmup,
-                    messages=1,
-                    spread=0.5,
-                    prefix="warm",
-                    keys=warm_keys,
-                    **base,
-                ),
-                lambda: snapshot(product.pid, None),
-            )
+            warm = warm_up(target, product, warm_keys)
             sizes = frame_sizes(warm.samples)
             if args.baseline:
                 print(f"platform: one connection, {args.baseline} messages...", flush=True)
@@ -1564,18 +1535,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
             with running_server("echo", echo_command(args.processes), echo_env) as echo:
                 echo_target = Target("echo", echo.port, tenant.host, path)
-                run_load(
-                    echo_target,
-                    LoadPlan(
-                        connections=args.warmup,
-                        messages=1,
-                        spread=0.5,
-                        prefix="warm",
-                        keys=keys,
-                        **base,
-                    ),
-                    lambda: snapshot(echo.pid, None),
-                )
+                warm_up(echo_target, echo, keys)
                 if args.baseline:
                     print(f"echo: one connection, {args.baseline} messages...", flush=True)
                     phases["echo x1"] = measure(echo, echo_target, baseline_plan, None)

@@ -55,7 +55,7 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from benchlib import BenchDatabase, finish, prepare_database, server_process, setup_django
+from benchlib import BenchDatabase, Summary, finish, prepare_database, server_process, setup_django
 from benchlib import ms as _ms
 
 BENCH_DATABASE = "agentfactory_bench_marketplace"
@@ -78,31 +78,6 @@ EXPLAINED_LABEL = "typo+filter custmer suport, customer-support, certified"
 
 # --------------------------------------------------------------------------------------------
 # Figures
-
-
-@dataclass(frozen=True)
-class Summary:
-    count: int
-    mean: float
-    p50: float
-    p95: float
-    max: float
-
-    @classmethod
-    def of(cls, values_ms: Sequence[float]) -> Summary:
-        if not values_ms:
-            raise ValueError("no samples")
-        if len(values_ms) == 1:
-            only = values_ms[0]
-            return cls(1, only, only, only, only)
-        cuts = statistics.quantiles(values_ms, n=100, method="inclusive")
-        return cls(
-            count=len(values_ms),
-            mean=statistics.fmean(values_ms),
-            p50=cuts[49],
-            p95=cuts[94],
-            max=max(values_ms),
-        )
 
 
 # --------------------------------------------------------------------------------------------

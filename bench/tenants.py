@@ -23,7 +23,6 @@ import io
 import os
 import platform
 import secrets
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-from benchlib import BenchDatabase, finish, prepare_database, server_process, setup_django
+from benchlib import BenchDatabase, Summary, finish, prepare_database, server_process, setup_django
 from benchlib import ms as _ms
 
 BENCH_DATABASE = "agentfactory_bench"
@@ -45,33 +44,6 @@ PLAIN_PATH = "/healthz"
 
 # --------------------------------------------------------------------------------------------
 # Figures
-
-
-@dataclass(frozen=True)
-class Summary:
-    count: int
-    mean: float
-    p50: float
-    p95: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, values_ms: Sequence[float]) -> Summary:
-        if not values_ms:
-            raise ValueError("no samples")
-        if len(values_ms) == 1:
-            only = values_ms[0]
-            return cls(1, only, only, only, only, only)
-        cuts = statistics.quantiles(values_ms, n=100, method="inclusive")
-        return cls(
-            count=len(values_ms),
-            mean=statistics.fmean(values_ms),
-            p50=cuts[49],
-            p95=cuts[94],
-            p99=cuts[98],
-            max=max(values_ms),
-        )
 
 
 @dataclass

@@ -4,7 +4,6 @@ API offers as models."""
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,7 +16,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.models import ApiKey, User
 from apps.conversations.models import Conversation, Message
 from apps.core.exceptions import NotFound
-from apps.core.sqlfast import rows, table
+from apps.core.sqlfast import table
 from apps.deployments.models import Deployment
 from apps.deployments.runtime import STAMP_WIDTH, stamp_columns
 from apps.deployments.selectors import deployments_live
@@ -109,7 +108,8 @@ def deployment_for_model(*, model: str) -> Deployment | None:
     return deployments_live().filter(slug=model).first()
 
 
-# The checks of every chat message, in one hand-written query (see ``chat_admission``).
+# The checks of every chat message, in one hand-written query (``admission_sql``, run by
+# ``apps/conversations/hotpath.py`` with what else the message needs).
 
 
 @dataclass(frozen=True)
@@ -127,8 +127,11 @@ ADMISSION_WIDTH = 15 + STAMP_WIDTH
 
 
 def admission_sql(columns: str = "", joins: str = "") -> str:
-    """The admission query; ``columns`` and ``joins`` add to it (each starting with a comma or a
-    JOIN; the aliases ``u``, ``k``, ``d`` and ``v`` are the user, key, deployment and version).
+    """The user, their key and the deployment as they are now, for the checks repeated on every
+    chat message (a role change, a deactivation, a revoked key or a paused deployment counts
+    from the next message on), with the stamp of the deployment's agent spec
+    (``apps.deployments.runtime.agent_spec_current``): one query instead of the ORM's four.
+    ``columns`` and ``joins`` add to it (each starting with a comma or a JOIN; the aliases ``u``, ``k``, ``d`` and ``v`` are the user, key, deployment and version).
     Parameters by name: ``user``, ``key``, ``deployment``."""
     user, key, deployment = table(User), table(ApiKey), table(Deployment)
     version = table(BlueprintVersion)
@@ -146,21 +149,6 @@ def admission_sql(columns: str = "", joins: str = "") -> str:
           LEFT JOIN {version} v ON v.id = d.version_id
           {joins}
     """  # noqa: S608 - table names from the models, values as parameters
-
-
-_admission_sql = functools.cache(admission_sql)
-
-
-def chat_admission(*, user_id: int, api_key_id: int | None, deployment_id: int) -> Admission:
-    """The user, their key and the deployment as they are now, for the checks repeated on every
-    chat message (a role change, a deactivation, a revoked key or a paused deployment counts
-    from the next message on): one query instead of the ORM's four, whose compiling would cost
-    more than the database does. The deployment carries the stamp of its agent spec
-    (``apps.deployments.runtime.agent_spec_current``)."""
-    found = rows(
-        _admission_sql(), {"user": user_id, "key": api_key_id, "deployment": deployment_id}
-    )[0]
-    return admission_from(found)
 
 
 def admission_from(found: Sequence[Any]) -> Admission:

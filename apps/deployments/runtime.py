@@ -105,7 +105,7 @@ def agent_spec_cached(schema: str, deployment_id: int, stamp: tuple[Any, ...]) -
 
 def agent_spec_current(deployment: Deployment) -> AgentSpec:
     """``agent_spec``, from this process's cache when nothing it depends on has changed. The
-    stamp comes with the deployment (``deployment.spec_stamp``, see ``chat_admission``) or is
+    stamp comes with the deployment (``deployment.spec_stamp``, see ``apps.conversations.selectors.admission_sql``) or is
     read here (one query); when the spec must be built, the deployment is read again."""
     stamp: tuple[Any, ...] | None = getattr(deployment, "spec_stamp", None) or spec_stamp(
         deployment.pk

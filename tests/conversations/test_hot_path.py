@@ -18,8 +18,9 @@ from apps.accounts.api_keys import api_key_create
 from apps.accounts.models import ApiKey, Role, User
 from apps.conversations import cancels, hotpath
 from apps.conversations.models import Message, UsageDay
-from apps.conversations.selectors import chat_admission
+from apps.conversations.selectors import admission_from, admission_sql
 from apps.conversations.services import Accepted
+from apps.core import adb
 from apps.core.exceptions import Forbidden, NotFound
 from apps.deployments.models import DeploymentDocument, RuntimeCall, ToolPolicy
 from apps.deployments.runtime import agent_spec_current, spec_stamp
@@ -46,17 +47,14 @@ def _accept(org: Any, **fields: Any) -> Accepted:
     return async_to_sync(hotpath.accept)(tenant=tenant, **fields)
 
 
-def test_admission_reads_user_key_and_deployment_in_one_query(
-    acme, active_deployment, django_assert_num_queries
-):
+def test_admission_reads_user_key_and_deployment_in_one_query(acme, active_deployment):
     with schema_context(acme.schema):
         user = _member(acme)
         key = api_key_create(user=user, name="hot path", scopes=["chat:use"]).api_key
+        params = {"user": user.pk, "key": key.pk, "deployment": active_deployment.pk}
         try:
-            with django_assert_num_queries(1):
-                admission = chat_admission(
-                    user_id=user.pk, api_key_id=key.pk, deployment_id=active_deployment.pk
-                )
+            found = async_to_sync(adb.fetch)(acme.schema, admission_sql(), params)
+            admission = admission_from(found[0])
         finally:
             key.delete()
         stamp = spec_stamp(active_deployment.pk)
