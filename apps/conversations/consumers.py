@@ -350,6 +350,7 @@ class ChatConsumer(TenantJsonConsumer):
     group = ""  # empty until admitted and joined
     user_id: int = 0
     api_key_id: int | None = None
+    admitted: hotpath.Admitted
 
     async def connect(self) -> None:
         self.deployment_id: int = self.scope["url_route"]["kwargs"]["deployment_id"]
@@ -380,6 +381,13 @@ class ChatConsumer(TenantJsonConsumer):
 
         user_var.set(str(user.pk))
         self.user_id, self.api_key_id = user.pk, api_key.pk if api_key else None
+        # What this socket's messages are decided on until something in it changes.
+        self.admitted = await hotpath.admitted(
+            tenant=self.tenant,
+            user_id=self.user_id,
+            api_key_id=self.api_key_id,
+            deployment_id=self.deployment_id,
+        )
         self.group = chat_group(self.tenant.schema_name, user.pk, self.deployment_id)
         # Joined before the hello: once a client has it, it misses nothing sent to the group.
         await self.channel_layer.group_add(self.group, self.channel_name)
@@ -481,6 +489,7 @@ class ChatConsumer(TenantJsonConsumer):
                 content=text,
                 client_msg_id=client_msg_id,
                 conversation_id=conversation_id,
+                admitted=self.admitted,
             )
         except ServiceError as error:
             await self._service_error(error, client_msg_id=client_msg_id)

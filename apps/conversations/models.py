@@ -81,6 +81,11 @@ class Message(models.Model):
         ]
         indexes: ClassVar = [
             models.Index(fields=["conversation", "id"], name="conv_message_seq"),
+            # A message sent again after a reconnect, found by its client_msg_id in any of the
+            # user's conversations (the constraint above knows only one conversation).
+            models.Index(
+                fields=["client_msg_id"], name="conv_message_client_id", condition=Q(role="user")
+            ),
             # Replies still open, for the sweep of those a crashed process left streaming.
             models.Index(
                 fields=["updated_at"],

@@ -156,13 +156,23 @@ def screened(spec: AgentSpec, content: str) -> tuple[InputRefused | None, str]:
 
 
 def usage_statement(
-    deployment_id: int, user_id: int, *, messages: int = 0, tokens_in: int = 0, tokens_out: int = 0
+    deployment_id: int,
+    user_id: int,
+    *,
+    messages: int = 0,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    source: str = "",
 ) -> tuple[str, list[Any]]:
-    """Add to the day's usage row of a user, creating it if needed: one upsert on its unique key."""
+    """Add to the day's usage row of a user, creating it if needed: one upsert on its unique key.
+    With ``source`` (a CTE of the same statement), only when that has a row."""
     usage = table(UsageDay)
+    values = "VALUES (%s, %s, %s, %s, %s, %s)"
+    if source:
+        values = f"SELECT %s, %s, %s, %s, %s, %s FROM {source}"  # noqa: S608 - a CTE's name
     return (
-        f"INSERT INTO {usage} (deployment_id, user_id, day, messages, tokens_in, tokens_out) "  # noqa: S608
-        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (deployment_id, user_id, day) DO UPDATE "
+        f"INSERT INTO {usage} (deployment_id, user_id, day, messages, tokens_in, tokens_out) "
+        f"{values} ON CONFLICT (deployment_id, user_id, day) DO UPDATE "
         f"SET messages = {usage}.messages + EXCLUDED.messages, "
         f"tokens_in = {usage}.tokens_in + EXCLUDED.tokens_in, "
         f"tokens_out = {usage}.tokens_out + EXCLUDED.tokens_out RETURNING id",
@@ -196,6 +206,7 @@ class Store:
             deployment_id=deployment_id, user_id=user_id, created_at=created_at, updated_at=now
         )
         conversation.id, conversation.title, conversation.updated_at = conversation_id, title, now
+        conversation.created_at = created_at
         conversation._state.adding = False
         for obj, pk in ((self.message, message_id), (self.reply, reply_id)):
             obj.id, obj.conversation = pk, conversation
@@ -212,10 +223,15 @@ def store_statement(
     text: str,
     client_msg_id: str,
     refused: InputRefused | None,
+    gate: str = "",
 ) -> Store:
     """One statement that stores the message and its (empty, or refusal) reply, starts the
     conversation or marks it updated, and counts the message in the day's usage (not a refused
-    one): all or nothing, in one round trip."""
+    one): all or nothing, in one round trip; nothing at all when the conversation is gone.
+
+    ``gate``: an SQL condition (``EXISTS (SELECT 1 FROM ok)``) without which nothing is stored
+    either, for a statement whose earlier CTEs check first (``apps/conversations/hotpath.py``);
+    its ``WITH`` is the caller's, the parts here follow it after a comma."""
     now = timezone.now()
     parts: list[str] = []
     params: list[Any] = []
@@ -228,12 +244,13 @@ def store_statement(
             updated_at=now,
         )
         sql, values = insert_from(start, {})
-        parts.append(f"conv AS ({sql} RETURNING id, title, created_at)")
+        where = f" WHERE {gate}" if gate else ""
+        parts.append(f"conv AS ({sql}{where} RETURNING id, title, created_at)")
         params += values
     else:
         parts.append(
             f"conv AS (UPDATE {table(Conversation)} SET updated_at = %s WHERE id = %s "  # noqa: S608
-            "RETURNING id, title, created_at)"
+            f"{f'AND {gate} ' if gate else ''}RETURNING id, title, created_at)"
         )
         params += [now, conversation.pk]
     message = Message(
@@ -259,9 +276,11 @@ def store_statement(
     parts.append(f"rep AS ({sql} FROM conv, msg RETURNING id)")
     params += values
     if refused is None:
-        sql, values = usage_statement(deployment_id, user_id, messages=1)
+        sql, values = usage_statement(deployment_id, user_id, messages=1, source="conv")
         parts.append(f"usage AS ({sql})")
         params += values
+    if gate:
+        return Store(", ".join(parts), params, message, reply, conversation)
     sql = (
         f"WITH {', '.join(parts)} "  # noqa: S608 - statements built here, values as parameters
         "SELECT conv.id, conv.title, conv.created_at, msg.id, rep.id FROM conv, msg, rep"

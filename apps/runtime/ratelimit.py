@@ -50,8 +50,9 @@ def _keys(limits: list[Limit], start: int) -> list[str]:
 
 async def rate_limit_hit_async(
     redis: Any, *, schema: str, user_id: int | str, deployment_id: int | str
-) -> None:
-    """``rate_limit_hit`` from the event loop, in ``schema``, with the loop's Redis client."""
+) -> list[str]:
+    """``rate_limit_hit`` from the event loop, in ``schema``, with the loop's Redis client. The
+    counters that counted it, for ``rate_limit_undo_async`` should the message not be stored."""
     now = time.time()
     start, end = _window(now)
     limits = _limits(user_id, deployment_id)
@@ -60,6 +61,12 @@ async def rate_limit_hit_async(
     refused = int(await redis.eval(_CHECK_AND_COUNT, len(full), *full, *args, WINDOW + 5))
     if refused:
         _refuse(limits[refused - 1], end - now)
+    return full
+
+
+async def rate_limit_undo_async(redis: Any, counted: list[str]) -> None:
+    """Give back a message counted by ``rate_limit_hit_async`` (never below zero)."""
+    await redis.eval(_UNDO, len(counted), *counted)
 
 
 def rate_limit_hit(
@@ -206,8 +213,11 @@ def seeded_counter_undo(*, key: str) -> None:
             cache.decr(key)
 
 
+# Each of KEYS taken down by one, never below zero, never created.
 _UNDO = """
-local value = redis.call('GET', KEYS[1])
-if value and tonumber(value) > 0 then redis.call('DECR', KEYS[1]) end
+for _, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  if value and tonumber(value) > 0 then redis.call('DECR', key) end
+end
 return 0
 """

@@ -5,6 +5,8 @@ added up in one row per day, and replies that another process cancels."""
 from __future__ import annotations
 
 import asyncio
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -21,8 +23,8 @@ from apps.conversations.models import Message, UsageDay
 from apps.conversations.selectors import admission_from, admission_sql
 from apps.conversations.services import Accepted
 from apps.core import adb
-from apps.core.exceptions import Forbidden, NotFound
-from apps.deployments.models import DeploymentDocument, RuntimeCall, ToolPolicy
+from apps.core.exceptions import Conflict, Forbidden, NotFound, TooManyRequests
+from apps.deployments.models import Deployment, DeploymentDocument, RuntimeCall, ToolPolicy
 from apps.deployments.runtime import agent_spec_current, spec_stamp
 from apps.deployments.selectors import deployment_get
 from apps.runtime.types import ChatMessage, Usage
@@ -105,6 +107,91 @@ def test_a_key_revoked_or_a_deployment_deleted_counts_from_the_next_message(
                 client_msg_id="hot-3",
                 conversation_id=None,
             )
+
+
+def test_a_socket_decides_on_what_it_was_admitted_on_until_the_database_says_otherwise(
+    acme, active_deployment, settings
+):
+    """The statement that stores a message checks first that the user, key and deployment are
+    as the socket last read them: a change refuses the very next message, and a message that is
+    not stored (refused, re-sent, its conversation gone) uses up nothing."""
+    settings.RATE_LIMIT_USER_PER_MINUTE = 3
+    if time.time() % 60 > 50:  # the counts start again each minute: not in the middle of this
+        time.sleep(60.5 - time.time() % 60)
+    tenant = Tenant.objects.get(schema_name=acme.schema)
+    with schema_context(acme.schema):
+        user = User.objects.create_user(
+            f"socket-{uuid.uuid4().hex[:8]}@acme.example", role="member"
+        )
+        key = api_key_create(user=user, name="socket", scopes=["chat:use"]).api_key
+        ids: dict[str, Any] = {
+            "user_id": user.pk,
+            "api_key_id": key.pk,
+            "deployment_id": active_deployment.pk,
+        }
+        admitted = async_to_sync(hotpath.admitted)(tenant=tenant, **ids)
+        before = admitted.fingerprint, admitted.admission
+
+        def send(client_msg_id: str, conversation_id: int | None = None) -> Accepted:
+            return _accept(
+                acme,
+                content="Where is the VPN?",
+                client_msg_id=client_msg_id,
+                conversation_id=conversation_id,
+                admitted=admitted,
+                **ids,
+            )
+
+        try:
+            first = send("socket-1")
+            # Nothing changed: nothing was read again.
+            assert (admitted.fingerprint, admitted.admission) == before
+            again = send("socket-1")  # re-sent after a reconnect
+            with pytest.raises(NotFound):
+                send("socket-2", conversation_id=first.conversation.pk + 10_000)
+
+            Deployment.objects.filter(pk=active_deployment.pk).update(
+                status=Deployment.Status.PAUSED
+            )
+            with pytest.raises(Conflict):
+                send("socket-3")
+            Deployment.objects.filter(pk=active_deployment.pk).update(
+                status=Deployment.Status.ACTIVE
+            )
+            ApiKey.objects.filter(pk=key.pk).update(revoked_at=timezone.now())
+            with pytest.raises(Forbidden):
+                send("socket-4")
+            ApiKey.objects.filter(pk=key.pk).update(revoked_at=None)
+
+            second = send("socket-5", conversation_id=first.conversation.pk)
+            third = send("socket-6")
+            # Three stored of three a minute: the refused and re-sent ones counted for nothing.
+            with pytest.raises(TooManyRequests):
+                send("socket-7")
+            stored = list(
+                Message.objects.filter(
+                    conversation__user=user, role="user", client_msg_id__startswith="socket-"
+                ).values_list("client_msg_id", flat=True)
+            )
+        finally:
+            Deployment.objects.filter(pk=active_deployment.pk).update(
+                status=Deployment.Status.ACTIVE
+            )
+            user.delete()  # and their key, conversations and messages
+
+    assert (again.duplicate, again.message.pk, again.reply.pk) == (
+        True,
+        first.message.pk,
+        first.reply.pk,
+    )
+    # Read again when the deployment and the key changed (and back: the same fingerprint).
+    assert admitted.admission is not before[1]
+    assert admitted.fingerprint == before[0]
+    assert second.conversation.pk == first.conversation.pk
+    assert second.history == (ChatMessage("user", "Where is the VPN?"),)
+    assert second.conversation.created_at == first.conversation.created_at
+    assert third.conversation.pk != first.conversation.pk
+    assert sorted(stored) == ["socket-1", "socket-5", "socket-6"]
 
 
 def test_a_cached_spec_is_rebuilt_when_a_document_or_the_tool_policy_changes(
