@@ -7,6 +7,7 @@ import asyncio
 import uuid
 
 import pytest
+import redis.asyncio
 from django.conf import settings
 
 from apps.core.layers import LocalFirstPubSubLayer
@@ -69,3 +70,46 @@ async def test_a_specific_channel_still_goes_through_redis():
     finally:
         await here.flush()
         await there.flush()
+
+
+async def test_a_group_message_is_published_only_while_another_process_has_a_member():
+    """Redis carries a group's messages only when they have somewhere else to go; a process
+    joining the group gets every message sent after its ``group_add`` returned."""
+    here, there = _processes()
+    group = f"chat.{uuid.uuid4().hex}"
+    watcher = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+    pubsub = watcher.pubsub()
+    try:
+        # What Redis publishes on the group's channel (the origin's bytes, then the message).
+        await pubsub.subscribe(f"{here.prefix}__group__{group}")
+        await pubsub.get_message(timeout=1)  # the subscription's confirmation
+
+        async def published() -> int:
+            count = 0
+            while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.3):
+                count += 1
+            return count
+
+        local = await here.new_channel()
+        await here.group_add(group, local)
+        await here.group_send(group, {"type": "chat.event", "n": 1})
+        alone = await published()
+
+        remote = await there.new_channel()
+        await there.group_add(group, remote)
+        await here.group_send(group, {"type": "chat.event", "n": 2})
+        both = await published()
+        got_remote = await _drain(there, remote, 0.3)
+
+        await there.group_discard(group, remote)
+        await here.group_send(group, {"type": "chat.event", "n": 3})
+        alone_again = await published()
+        got_local = await _drain(here, local, 0.2)
+    finally:
+        await pubsub.aclose()
+        await watcher.aclose()
+        await here.flush()
+        await there.flush()
+    assert (alone, both, alone_again) == (0, 1, 0)
+    assert got_remote == [{"type": "chat.event", "n": 2}]
+    assert got_local == [{"type": "chat.event", "n": index} for index in (1, 2, 3)]
