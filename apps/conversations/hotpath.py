@@ -39,7 +39,7 @@ from apps.core.sqlfast import table
 from apps.deployments.models import Deployment
 from apps.deployments.runtime import agent_spec_cached, agent_spec_current, serving_check
 from apps.runtime.engine import InputRefused
-from apps.runtime.ratelimit import rate_limit_hit_async, rate_limit_undo_async
+from apps.runtime.ratelimit import rate_limit_hit, rate_limit_hit_async, rate_limit_undo_async
 from apps.runtime.types import ChatMessage
 from apps.tenants.channels import run_in_tenant
 from apps.tenants.models import Tenant
@@ -109,7 +109,23 @@ def _check_sql() -> str:
     return f"WITH {_checks()[0]} {_select(stored=False)}"
 
 
-def _params(**named: Any) -> list[Any]:
+def _params(
+    user_id: int,
+    api_key_id: int | None,
+    deployment_id: int,
+    client_msg_id: str | None,
+    conversation_id: int | None,
+    fingerprint: str | None,
+) -> list[Any]:
+    """The parameters of ``_checks`` (no fingerprint: nothing matches, nothing is stored)."""
+    named = {
+        "user": user_id,
+        "key": api_key_id,
+        "deployment": deployment_id,
+        "client_msg_id": client_msg_id,
+        "conversation": conversation_id,
+        "fingerprint": fingerprint,
+    }
     return [named[name] for name in _checks()[1]]
 
 
@@ -149,14 +165,7 @@ async def _check(
     client_msg_id: str | None,
     conversation_id: int | None,
 ) -> tuple[Any, ...]:
-    params = _params(
-        user=user_id,
-        key=api_key_id,
-        deployment=deployment_id,
-        client_msg_id=client_msg_id,
-        conversation=conversation_id,
-        fingerprint=None,
-    )
+    params = _params(user_id, api_key_id, deployment_id, client_msg_id, conversation_id, None)
     return (await adb.fetch(schema, _check_sql(), [*params, services.HISTORY_MESSAGES]))[0]
 
 
@@ -186,48 +195,22 @@ async def accept(
     services.check_message(client_msg_id)
     admitted = admitted if admitted is not None else Admitted()
     ids: dict[str, Any] = {"user_id": user_id, "deployment_id": deployment_id}
-    row: tuple[Any, ...] | None = None
     redis = aredis.client()
+    row: tuple[Any, ...] | None = None
     if admitted.admission is not None and redis is not None:
-        decided = _decided_before(admitted.admission, schema, api_key_id, client_msg_id, content)
-        if decided is not None:
-            spec, refused, text = decided
-            counted = await _count(redis, tenant, ids, refused)
-            store = services.store_statement(
-                conversation=_conversation(conversation_id, **ids),
-                text=text,
-                client_msg_id=client_msg_id,
-                refused=refused,
-                gate="EXISTS (SELECT 1 FROM ok)",
-                **ids,
-            )
-            named = {
-                "user": user_id,
-                "key": api_key_id,
-                "deployment": deployment_id,
-                "client_msg_id": client_msg_id,
-                "conversation": conversation_id,
-                "fingerprint": admitted.fingerprint,
-            }
-            sql = f"WITH {_checks()[0]}, {store.sql} {_select(stored=True)}"
-            params = [*_params(**named), *store.params, services.HISTORY_MESSAGES]
-            try:
-                row = (await adb.fetch(schema, sql, params))[0]
-            except psycopg.errors.UniqueViolation:  # the same client_msg_id twice at once
-                row = None
-            except BaseException:
-                await _uncount(redis, tenant, counted)
-                raise
-            if row is not None and row[_STORED.start] is not None:
-                return store.accepted(
-                    row[_STORED],
-                    spec=None if refused else spec,
-                    history=_history(row[_HISTORY]) if refused is None else (),
-                    **ids,
-                )
-            # Something it was decided on changed (or a duplicate, or a conversation gone):
-            # decided again below, on the row as it is now.
-            await _uncount(redis, tenant, counted)
+        done = await _accept_as_admitted(
+            redis,
+            tenant,
+            admitted,
+            api_key_id=api_key_id,
+            content=content,
+            client_msg_id=client_msg_id,
+            conversation_id=conversation_id,
+            **ids,
+        )
+        if isinstance(done, Accepted):
+            return done
+        row = done
     if row is None:
         row = await _check(
             schema, user_id, api_key_id, deployment_id, client_msg_id, conversation_id
@@ -269,12 +252,70 @@ async def accept(
     if not stored:  # the conversation was deleted meanwhile
         await _uncount(redis, tenant, counted)
         raise NotFound(_("No such conversation."))
-    return store.accepted(
-        stored[0],
-        spec=None if refused else spec,
-        history=_history(row[_HISTORY]) if refused is None else (),
+    return _accepted(store, stored[0], spec, refused, row[_HISTORY], ids)
+
+
+async def _accept_as_admitted(
+    redis: Any,
+    tenant: Tenant,
+    admitted: Admitted,
+    *,
+    api_key_id: int | None,
+    content: str,
+    client_msg_id: str,
+    conversation_id: int | None,
+    user_id: int,
+    deployment_id: int,
+) -> Accepted | tuple[Any, ...] | None:
+    """The message decided on what the socket was admitted on, and stored by the statement
+    that checks it still is: what was stored; else, with the counts given back, the row as it
+    is now (None when a check failed here, or the statement hit a concurrent twin)."""
+    schema = tenant.schema_name
+    ids: dict[str, Any] = {"user_id": user_id, "deployment_id": deployment_id}
+    assert admitted.admission is not None
+    decided = _decided_before(admitted.admission, schema, api_key_id, client_msg_id, content)
+    if decided is None:
+        return None
+    spec, refused, text = decided
+    counted = await _count(redis, tenant, ids, refused)
+    store = services.store_statement(
+        conversation=_conversation(conversation_id, **ids),
+        text=text,
+        client_msg_id=client_msg_id,
+        refused=refused,
+        gate="EXISTS (SELECT 1 FROM ok)",
         **ids,
     )
+    checks = _params(
+        user_id, api_key_id, deployment_id, client_msg_id, conversation_id, admitted.fingerprint
+    )
+    sql = f"WITH {_checks()[0]}, {store.sql} {_select(stored=True)}"
+    try:
+        row = (await adb.fetch(schema, sql, [*checks, *store.params, services.HISTORY_MESSAGES]))[0]
+    except psycopg.errors.UniqueViolation:  # the same client_msg_id twice at once
+        row = None
+    except BaseException:
+        await _uncount(redis, tenant, counted)
+        raise
+    if row is not None and row[_STORED.start] is not None:
+        return _accepted(store, row[_STORED], spec, refused, row[_HISTORY], ids)
+    # Something it was decided on changed (or a duplicate, or a conversation gone).
+    await _uncount(redis, tenant, counted)
+    return row
+
+
+def _accepted(
+    store: services.Store,
+    stored: Any,
+    spec: Any,
+    refused: InputRefused | None,
+    history: Any,
+    ids: dict[str, Any],
+) -> Accepted:
+    """What was stored; a reply the guardrails wrote runs no provider and needs no history."""
+    if refused is not None:
+        return store.accepted(stored, spec=None, **ids)
+    return store.accepted(stored, spec=spec, history=_history(history), **ids)
 
 
 def _decided_before(
@@ -325,8 +366,6 @@ async def _count(
 
 
 def _count_here(quota_too: bool, *, user_id: int, deployment_id: int) -> None:
-    from apps.runtime.ratelimit import rate_limit_hit
-
     rate_limit_hit(user_id=user_id, deployment_id=deployment_id)
     if quota_too:
         quota.message_quota_hit()

@@ -62,6 +62,11 @@ for i, key in ipairs(KEYS) do
 end
 return sent
 """
+# KEYS[1]: a group's set of origins; ARGV: this process's origin, the set's expiry in seconds.
+_REGISTER = """
+redis.call('SADD', KEYS[1], ARGV[1])
+return redis.call('EXPIRE', KEYS[1], ARGV[2])
+"""
 
 
 class _Shard(RedisSingleShardConnection):
@@ -98,16 +103,22 @@ class LocalFirstLoopLayer(RedisPubSubLoopLayer):
             shard._ensure_redis()
             return await shard._redis.execute_command(*args)
 
+    async def _register(self, group_channel: str) -> None:
+        """Name this process in the group's set (again), for ``REGISTRY_EXPIRY`` seconds."""
+        shard, registry = self._get_shard(group_channel), self._registry(group_channel)
+        await self._command(shard, "EVAL", _REGISTER, 1, registry, self.origin, REGISTRY_EXPIRY)
+
+    async def _unregister(self, group_channel: str) -> None:
+        shard, registry = self._get_shard(group_channel), self._registry(group_channel)
+        await self._command(shard, "SREM", registry, self.origin)
+
     async def group_add(self, group: str, channel: str) -> None:
         group_channel = self._get_group_channel_name(group)
         first = not self.groups.get(group_channel)
         await super().group_add(group, channel)
         if first:
             # Subscribed first: a message published once the set names us reaches us.
-            shard = self._get_shard(group_channel)
-            registry = self._registry(group_channel)
-            await self._command(shard, "SADD", registry, self.origin)
-            await self._command(shard, "EXPIRE", registry, REGISTRY_EXPIRY)
+            await self._register(group_channel)
             if self._refresher is None or self._refresher.done():
                 self._refresher = asyncio.ensure_future(self._refresh())
 
@@ -116,8 +127,7 @@ class LocalFirstLoopLayer(RedisPubSubLoopLayer):
         had = channel in self.groups.get(group_channel, ())
         await super().group_discard(group, channel)
         if had and group_channel not in self.groups:
-            shard = self._get_shard(group_channel)
-            await self._command(shard, "SREM", self._registry(group_channel), self.origin)
+            await self._unregister(group_channel)
 
     async def _refresh(self) -> None:
         """Keep the sets that name this process from expiring while it has members."""
@@ -125,10 +135,7 @@ class LocalFirstLoopLayer(RedisPubSubLoopLayer):
             await asyncio.sleep(REFRESH_SECONDS)
             for group_channel in list(self.groups):
                 try:
-                    shard = self._get_shard(group_channel)
-                    registry = self._registry(group_channel)
-                    await self._command(shard, "SADD", registry, self.origin)
-                    await self._command(shard, "EXPIRE", registry, REGISTRY_EXPIRY)
+                    await self._register(group_channel)
                 except Exception:
                     logger.warning("a group's members could not be refreshed", exc_info=True)
 
@@ -176,8 +183,7 @@ class LocalFirstLoopLayer(RedisPubSubLoopLayer):
         self._outbox = asyncio.Queue(maxsize=OUTBOX)
         for group_channel in list(self.groups):
             with contextlib.suppress(Exception):
-                shard = self._get_shard(group_channel)
-                await self._command(shard, "SREM", self._registry(group_channel), self.origin)
+                await self._unregister(group_channel)
         await super().flush()
 
 
