@@ -16,8 +16,13 @@ class Conversation(models.Model):
     deployment = models.ForeignKey(
         "deployments.Deployment", on_delete=models.CASCADE, related_name="conversations"
     )
+    # No index of its own: conv_user_recent (user, -updated_at) serves lookups by user; each
+    # index is one more write with every message (updated_at changes).
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="conversations",
+        db_index=False,
     )
     title = models.CharField(_("title"), max_length=120)
     created_at = models.DateTimeField(default=timezone.now)
@@ -48,8 +53,9 @@ class Message(models.Model):
         FAILED = "failed", _("Failed")
         CANCELLED = "cancelled", _("Cancelled")
 
+    # No index of its own: conv_message_seq (conversation, id) serves it.
     conversation = models.ForeignKey(
-        Conversation, on_delete=models.CASCADE, related_name="messages"
+        Conversation, on_delete=models.CASCADE, related_name="messages", db_index=False
     )
     role = models.CharField(max_length=16, choices=Role.choices)
     content = models.TextField(blank=True)
@@ -101,8 +107,12 @@ class Message(models.Model):
 class UsageDay(models.Model):
     """Messages and tokens per deployment, user and day: for quotas and billing."""
 
+    # No index of its own: the unique (deployment, user_id, day) serves it.
     deployment = models.ForeignKey(
-        "deployments.Deployment", on_delete=models.CASCADE, related_name="usage_days"
+        "deployments.Deployment",
+        on_delete=models.CASCADE,
+        related_name="usage_days",
+        db_index=False,
     )
     user_id = models.BigIntegerField(null=True)
     day = models.DateField()

@@ -22,9 +22,9 @@ import asyncio
 import logging
 import types
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
@@ -32,6 +32,7 @@ from django.db import connections
 from psycopg import AsyncConnection, sql
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
 
@@ -112,9 +113,7 @@ async def _discard(conn: AsyncConnection[Any]) -> None:
         logger.debug("closing a database connection failed", exc_info=True)
 
 
-async def _run(
-    conn: AsyncConnection[Any], schema: str, query: str, params: Sequence[Any] | dict[str, Any]
-) -> list[tuple[Any, ...]]:
+async def _use_schema(conn: AsyncConnection[Any], schema: str) -> None:
     if getattr(conn, "_schema", None) != schema:
         await conn.execute(
             sql.SQL("SELECT set_config('search_path', {}, false)").format(
@@ -122,8 +121,18 @@ async def _run(
             )
         )
         conn._schema = schema  # type: ignore[attr-defined]
+
+
+async def _run(
+    conn: AsyncConnection[Any], schema: str, query: str, params: Sequence[Any] | dict[str, Any]
+) -> list[tuple[Any, ...]]:
+    await _use_schema(conn, schema)
     cursor = await conn.execute(query, params)
-    return await cursor.fetchall() if cursor.description is not None else []
+    # The result's status, not ``description``: that builds an object per column.
+    result = cursor.pgresult
+    if result is None or result.status != psycopg.pq.ExecStatus.TUPLES_OK:
+        return []
+    return await cursor.fetchall()
 
 
 async def fetch(
@@ -142,6 +151,18 @@ async def fetch(
         logger.info("a kept database connection was dropped; reconnecting")
     async with _connection() as (conn, _kept):
         return await _run(conn, schema, query, params)
+
+
+async def run(func: Callable[[AsyncConnection[Any]], Awaitable[T]], schema: str | None = None) -> T:
+    """``func(connection)`` with a connection of this loop's, for work that keeps state on the
+    connection (a temporary table); ``func`` runs its statements itself. In ``schema``; without
+    one, in whichever schema the connection was last used for (for statements that read no
+    tenant's tables: switching costs a statement, twice). Not tried again on a dropped
+    connection: ``func`` may have done part of its work."""
+    async with _connection() as (conn, _kept):
+        if schema is not None:
+            await _use_schema(conn, schema)
+        return await func(conn)
 
 
 async def close() -> None:

@@ -14,9 +14,15 @@ import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 M = TypeVar("M", bound=models.Model)
+
+
+def _wrapper() -> Any:
+    """This thread's connection itself: every field asks it several things while preparing a
+    value, and through ``django.db.connection`` each question looks the connection up again."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def _quote(name: str | None) -> str:
@@ -46,7 +52,8 @@ def _insert_sql(model: type[models.Model]) -> tuple[str, tuple[models.Field[Any,
 def insert(obj: M) -> M:
     """Store the new ``obj`` (built with ``Model(...)``) and give it its primary key."""
     sql, fields = _insert_sql(type(obj))
-    params = [f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields]
+    wrapper = _wrapper()
+    params = [f.get_db_prep_save(f.pre_save(obj, add=True), wrapper) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -66,12 +73,13 @@ def insert_from(obj: models.Model, refs: dict[str, str]) -> tuple[str, list[Any]
     columns = sql[sql.index("(") + 1 : sql.index(")")]
     values: list[str] = []
     params: list[Any] = []
+    wrapper = _wrapper()
     for f in fields:
         if f.name in refs:
             values.append(refs[f.name])
         else:
             values.append("%s")
-            params.append(f.get_db_prep_save(f.pre_save(obj, add=True), connection))
+            params.append(f.get_db_prep_save(f.pre_save(obj, add=True), wrapper))
     into = _quote(meta.db_table)
     return f"INSERT INTO {into} ({columns}) SELECT {', '.join(values)}", params
 
@@ -89,8 +97,9 @@ def update_statement(
 ) -> tuple[str, list[Any]]:
     """The ``UPDATE`` of ``update`` and its parameters (to run alone, or in a CTE)."""
     names = tuple(values)
+    wrapper = _wrapper()
     params: list[Any] = [
-        _field(model, name).get_db_prep_save(values[name], connection) for name in names
+        _field(model, name).get_db_prep_save(values[name], wrapper) for name in names
     ]
     params.append(pk)
     return _update_sql(model, names), params

@@ -122,7 +122,10 @@ class RuntimeCall(models.Model):
         OK = "ok", _("Answered")
         FAILED = "failed", _("Failed")
 
-    deployment = models.ForeignKey(Deployment, on_delete=models.CASCADE, related_name="calls")
+    # No index of its own: deployments_call_recent (deployment, created_at) serves it.
+    deployment = models.ForeignKey(
+        Deployment, on_delete=models.CASCADE, related_name="calls", db_index=False
+    )
     user_id = models.BigIntegerField(null=True)
     provider = models.CharField(max_length=16)
     model = models.CharField(max_length=100)

@@ -8,6 +8,7 @@ check. Streamed output goes through ``StreamingRedactor``, which never emits par
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from collections import Counter
@@ -322,18 +323,27 @@ def _shingles(words: list[str], size: int) -> Iterable[tuple[str, ...]]:
     return (tuple(words[i : i + size]) for i in range(len(words) - size + 1))
 
 
+@functools.lru_cache(maxsize=256)
+def _prompt_shingles(system_prompt: str) -> tuple[int, frozenset[tuple[str, ...]]]:
+    """The run length and the runs of words of a system prompt (once per prompt: every reply of
+    a deployment is checked against the same one); no runs for a prompt under 8 words."""
+    prompt = _words(system_prompt)
+    if len(prompt) < 8:
+        return 0, frozenset()
+    size = min(PROMPT_LEAK_WORDS, len(prompt))
+    return size, frozenset(_shingles(prompt, size))
+
+
 def prompt_leak_check(reply: str, context: OutputContext) -> OutputVerdict | None:
     """Refuse a reply that repeats the instructions: any run of ``PROMPT_LEAK_WORDS`` consecutive
     words of the system prompt (ignoring case, punctuation and line breaks), or the whole prompt
     when it is shorter than that."""
-    prompt = _words(context.system_prompt)
-    if len(prompt) < 8:
+    size, leaked = _prompt_shingles(context.system_prompt)
+    if not leaked:
         return None
-    size = min(PROMPT_LEAK_WORDS, len(prompt))
     reply_words = _words(reply)
     if len(reply_words) < size:
         return None
-    leaked = set(_shingles(prompt, size))
     if any(shingle in leaked for shingle in _shingles(reply_words, size)):
         return OutputVerdict(False, context.config.refusal, "prompt_leak")
     return None

@@ -12,6 +12,7 @@ import ast
 import asyncio
 import codecs
 import functools
+import hashlib
 import html.parser
 import ipaddress
 import logging
@@ -19,17 +20,15 @@ import math
 import re
 import socket
 import ssl
-import threading
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 import jsonschema
-from django.db import connection
 
-from apps.core import dbthreads
+from apps.core import adb
 from apps.runtime.types import ToolCall, ToolSpec
 
 logger = logging.getLogger(__name__)
@@ -268,15 +267,26 @@ STOP_WORDS = frozenset(_STOP_WORDS.split())
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(“])")
 _KEEP_LINE = re.compile(r"^(?:\s|[-*+>]\s|\||#{1,6}\s|\d+[.)]\s)")
 
-# A passage's vector: its document's title weighs more (A) than its text.
-_VECTORS_SQL = """
-SELECT (setweight(to_tsvector('english', t.title), 'A') || to_tsvector('english', t.body))::text
-FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(title, body, i)
-ORDER BY t.i
+# Each database connection keeps the passages it has searched, as vectors, in a temporary table
+# of its own, under a key per set of passages (the same documents answer every message of a
+# deployment): a question sends only its words, and PostgreSQL neither receives nor parses the
+# passages again. A passage's document title weighs more (A) than its text.
+_PASSAGES = "pg_temp.knowledge_passages"
+_PASSAGES_KEPT = 64  # sets of passages a connection keeps before it empties its table
+_CREATE_SQL = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {_PASSAGES} (
+    key text NOT NULL, i integer NOT NULL, v tsvector NOT NULL, PRIMARY KEY (key, i)
+)
 """
-_RANK_SQL = """
+_LOAD_SQL = f"""
+WITH gone AS (DELETE FROM {_PASSAGES} WHERE key = %(key)s)
+INSERT INTO {_PASSAGES} (key, i, v)
+SELECT %(key)s, t.i, setweight(to_tsvector('english', t.title), 'A') || to_tsvector('english', t.body)
+FROM unnest(%(titles)s::text[], %(bodies)s::text[]) WITH ORDINALITY AS t(title, body, i)
+"""  # noqa: S608 - a fixed table name, values as parameters
+_RANK_SQL = f"""
 WITH passage AS (
-    SELECT t.i, t.v FROM unnest(%s::tsvector[]) WITH ORDINALITY AS t(v, i)
+    SELECT i, v FROM {_PASSAGES} WHERE key = %s
 ),
 term AS (
     SELECT DISTINCT quote_literal(lexeme)::tsquery AS q
@@ -294,7 +304,7 @@ FROM passage JOIN weighted_term ON passage.v @@ weighted_term.q
 GROUP BY passage.i
 ORDER BY score DESC, passage.i
 LIMIT %s
-"""
+"""  # noqa: S608 - a fixed table name, values as parameters
 
 
 def _reflow(paragraph: str) -> str:
@@ -371,30 +381,36 @@ def query_words(text: str) -> list[str]:
     return words[:MAX_QUERY_WORDS]
 
 
-# The vectors of the passages of a set of documents, as PostgreSQL wrote them: stemming every
-# passage again for every question cost more than ranking them (the same documents answer every
-# message of a deployment). A passage's text is ranked through its vector only.
-_vectors: dict[tuple[tuple[str, str], ...], list[str]] = {}
-_VECTORS_KEPT = 256
+@functools.lru_cache(maxsize=256)
+def _passages_key(passages: tuple[tuple[str, str], ...]) -> str:
+    """What names a set of passages in a connection's table (their content, hashed)."""
+    digest = hashlib.sha256()
+    for title, text in passages:
+        digest.update(f"{len(title)}:{title}{len(text)}:{text}".encode())
+    return digest.hexdigest()
 
 
-_vectors_lock = threading.Lock()
+def _ranker(
+    passages: tuple[tuple[str, str], ...], words: str, limit: int
+) -> Callable[[Any], Awaitable[list[Any]]]:
+    key = _passages_key(passages)
 
+    async def rank(conn: Any) -> list[Any]:
+        kept: set[str] | None = getattr(conn, "_knowledge_keys", None)
+        if kept is None:
+            await conn.execute(_CREATE_SQL)
+            kept = conn._knowledge_keys = set()
+        if key not in kept:
+            if len(kept) >= _PASSAGES_KEPT:
+                await conn.execute(f"TRUNCATE {_PASSAGES}")
+                kept.clear()
+            titles, bodies = [title for title, _ in passages], [text for _, text in passages]
+            await conn.execute(_LOAD_SQL, {"key": key, "titles": titles, "bodies": bodies})
+            kept.add(key)
+        cursor = await conn.execute(_RANK_SQL, [key, words, limit])
+        return list(await cursor.fetchall())
 
-def _rank(passages: tuple[tuple[str, str], ...], words: str, limit: int) -> list[Any]:
-    with connection.cursor() as cursor:
-        vectors = _vectors.get(passages)
-        if vectors is None:
-            cursor.execute(
-                _VECTORS_SQL, [[title for title, _ in passages], [text for _, text in passages]]
-            )
-            vectors = [row[0] for row in cursor.fetchall()]
-            with _vectors_lock:  # several database threads search at once
-                while len(_vectors) >= _VECTORS_KEPT:
-                    _vectors.pop(next(iter(_vectors)))
-                _vectors[passages] = vectors
-        cursor.execute(_RANK_SQL, [vectors, words, limit])
-        return list(cursor.fetchall())
+    return rank
 
 
 async def knowledge_search(
@@ -413,9 +429,9 @@ async def knowledge_search(
     passages = tuple((doc.title, text) for doc in documents for text in _passages_of(doc))
     if not words or not passages or limit < 1:
         return []
-    # On a database thread with a kept connection: the search touches no table, so it needs
-    # neither the caller's connection, its transaction nor its schema.
-    rows = await dbthreads.run(_rank, passages, " ".join(words), limit)
+    # From the event loop, on one of its connections: the search reads no tenant's table, so it
+    # needs neither the caller's connection, its transaction nor any schema.
+    rows = await adb.run(_ranker(passages, " ".join(words), limit))
     return [
         Passage(title=passages[i - 1][0], text=passages[i - 1][1], score=float(rank))
         for i, rank in rows

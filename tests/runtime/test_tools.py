@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.db import connection
 
+from apps.core import adb
 from apps.runtime import tools
 from apps.runtime.tools import (
     CalculatorError,
@@ -263,20 +264,41 @@ def _connections() -> int:
 
 
 @pytest.mark.usefixtures("committed")
-async def test_knowledge_search_closes_the_connections_its_worker_threads_open():
+async def test_knowledge_search_keeps_one_connection_of_its_event_loop_and_closes_it():
     documents = _knowledge("it-helpdesk")
 
     before = await sync_to_async(_connections)()
-    for _ in range(6):
-        await knowledge_search("printer offline", documents)
-
+    found = [await knowledge_search("printer offline", documents) for _ in range(6)]
+    during = await sync_to_async(_connections)()
+    await adb.close()
     # A closed connection's server process takes a moment to leave pg_stat_activity.
     deadline = time.monotonic() + 5
     while (after := await sync_to_async(_connections)()) > before:
         if time.monotonic() > deadline:
             break
         await asyncio.sleep(0.05)
+
+    assert all(passages == found[0] for passages in found)
+    assert during <= before + 1
     assert after <= before
+    # A new connection knows none of the passages yet: the same answer all the same.
+    assert await knowledge_search("printer offline", documents) == found[0]
+    await adb.close()
+
+
+@pytest.mark.usefixtures("committed")
+async def test_knowledge_search_reads_an_edited_document_as_edited():
+    original = (KnowledgeDoc("Office guide", "The printer on floor two is named Heron."),)
+    edited = (KnowledgeDoc("Office guide", "The printer on floor two is named Falcon."),)
+
+    first = await knowledge_search("name of the printer on floor two", original)
+    second = await knowledge_search("name of the printer on floor two", edited)
+    third = await knowledge_search("falcon", original)
+    await adb.close()
+
+    assert [p.text for p in first] == ["The printer on floor two is named Heron."]
+    assert [p.text for p in second] == ["The printer on floor two is named Falcon."]
+    assert third == []
 
 
 # HTTP GET
