@@ -41,8 +41,9 @@ What it does:
    (and complete replies) in the tenant's schema. Replies that ended with an ``error`` and
    sockets the server dropped are counted and judged separately (the "(added)" line);
 5. prints latency percentiles, throughput, CPU per message (server process, PostgreSQL active
-   time of the bench database, client), the load average, the server's knobs and PASS/FAIL per
-   target (exit status 1 on any FAIL).
+   time of the bench database, client), the load average, the share of the cores' time the host
+   gave to other machines (steal: figures measured under it are slower, the echo's too), the
+   server's knobs and PASS/FAIL per target (exit status 1 on any FAIL).
 
 "The platform's own time per message" (the verdict's ratio) is send→``done`` less the agent's turn
 (``done.latency_ms``: the provider, its tool calls and guardrails), at the median, against the
@@ -721,6 +722,7 @@ class Snapshot:
     client_cpu_s: float
     machine_busy: int
     machine_total: int
+    machine_steal: int  # time the hypervisor gave this machine's cores to others (in busy)
     pg: tuple[float, int, int] | None  # active_time ms, sessions, xact_commit of the bench db
 
 
@@ -747,14 +749,17 @@ def _process_cpu_s(pid: int) -> float:
     return sum(ticks.get(member, 0) for member in tree) / os.sysconf("SC_CLK_TCK")
 
 
-def _machine_jiffies() -> tuple[int, int]:
+def _machine_jiffies() -> tuple[int, int, int]:
+    """Busy, total and stolen time of all cores so far (``/proc/stat``; steal is the 8th
+    field: a virtual machine's cores that ran someone else's work, which slows every figure)."""
     try:
         first = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     except OSError:
-        return 0, 0
+        return 0, 0, 0
     values = [int(value) for value in first]
     idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values) - idle, sum(values)
+    steal = values[7] if len(values) > 7 else 0
+    return sum(values) - idle, sum(values), steal
 
 
 def _loadavg() -> tuple[float, float, float]:
@@ -795,7 +800,7 @@ def snapshot(server_pid: int, pg: dict[str, Any] | None) -> Snapshot:
     import resource
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    busy, total = _machine_jiffies()
+    busy, total, steal = _machine_jiffies()
     return Snapshot(
         wall=time.perf_counter(),
         loadavg=_loadavg(),
@@ -803,6 +808,7 @@ def snapshot(server_pid: int, pg: dict[str, Any] | None) -> Snapshot:
         client_cpu_s=usage.ru_utime + usage.ru_stime,
         machine_busy=busy,
         machine_total=total,
+        machine_steal=steal,
         pg=_pg_stats(pg) if pg is not None else None,
     )
 
@@ -1055,6 +1061,7 @@ class Cost:
     pg_sessions: float | None
     pg_commits: float | None
     machine_busy_pct: float
+    machine_steal_pct: float
 
     @classmethod
     def between(cls, a: Snapshot, b: Snapshot, units: int) -> Cost:
@@ -1068,6 +1075,7 @@ class Cost:
             pg_sessions=pg[1],
             pg_commits=pg[2],
             machine_busy_pct=100.0 * (b.machine_busy - a.machine_busy) / max(1, total),
+            machine_steal_pct=100.0 * (b.machine_steal - a.machine_steal) / max(1, total),
         )
 
     def describe(self, unit: str) -> str:
@@ -1167,7 +1175,7 @@ def report(
         print(
             f"  load average (1 min) {before.loadavg[0]:.2f} -> {after.loadavg[0]:.2f}; "
             f"machine busy while messaging {message_cost.machine_busy_pct:.0f}% of all "
-            f"cores{lag}"
+            f"cores, of which stolen by the host {message_cost.machine_steal_pct:.0f}%{lag}"
         )
         if phase.log_problems:
             print(f"  server logged errors (so far): {dict(phase.log_problems)}")
