@@ -9,6 +9,7 @@ with its own ``emit``; ``db`` runs a sync function in the tenant's schema (a con
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -70,34 +71,54 @@ _STOP = object()
 class _Until:
     """The turn's events, then ``_STOP`` at their end or as soon as ``cancelled`` is set: a
     provider can stay silent for a long time (a slow first token, a hung stream), and a cancel
-    must not wait for it. One waiter on the cancel serves the whole reply; per event, only the
-    provider's next step runs as a task (replies stream dozens of events each)."""
+    must not wait for it. One task reads the events for the whole reply, a little ahead of it
+    (a reply is bounded by its token limit), and one waiter on the cancel stops that task: per
+    event, only a queue's handover (replies stream dozens of events each). A failure of the
+    turn is raised by ``next`` in its place among the events."""
 
     def __init__(self, events: AsyncIterator[Any], cancelled: asyncio.Event) -> None:
         self.events, self.cancelled = events, cancelled
-        self.stop: asyncio.Future[Any] | None = None
+        self.queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+        self.reader: asyncio.Task[None] | None = None
+        self.stop: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
+        try:
+            async for event in self.events:
+                self.queue.put_nowait((event, None))
+        except Exception as error:
+            self.queue.put_nowait((None, error))
+        else:
+            self.queue.put_nowait((_STOP, None))
+
+    async def _stop_when_cancelled(self) -> None:
+        await self.cancelled.wait()
+        if self.reader is not None:
+            self.reader.cancel()
+        self.queue.put_nowait((_STOP, None))
 
     async def next(self) -> Any:
         if self.cancelled.is_set():
             return _STOP
-        step = asyncio.ensure_future(anext(self.events, _STOP))
-        if self.stop is None:
-            self.stop = asyncio.ensure_future(self.cancelled.wait())
-        try:
-            await asyncio.wait({step, self.stop}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            if not step.done():
-                step.cancel()
-                await asyncio.wait({step})
+        if self.reader is None:
+            self.reader = asyncio.ensure_future(self._read())
+            self.stop = asyncio.ensure_future(self._stop_when_cancelled())
+        event, error = await self.queue.get()
         if self.cancelled.is_set():
-            if not step.cancelled():
-                step.exception()  # retrieved: a failure racing the cancel is not worth a warning
             return _STOP
-        return step.result()
+        if error is not None:
+            raise error
+        return event
 
-    def close(self) -> None:
-        if self.stop is not None:
-            self.stop.cancel()
+    async def aclose(self) -> None:
+        """Stop reading (the events can be closed then: nothing iterates them any more)."""
+        for task in (self.stop, self.reader):
+            if task is not None and not task.done():
+                task.cancel()
+        for task in (self.stop, self.reader):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def stream_reply(
@@ -253,7 +274,7 @@ async def stream_reply(
         )
         return "failed"
     finally:
-        until.close()
+        await until.aclose()
         await events.aclose()
     if cancelled.is_set():
         await flush(force=True, persist=False)
