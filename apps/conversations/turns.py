@@ -86,8 +86,12 @@ class _Until:
         try:
             async for event in self.events:
                 self.queue.put_nowait((event, None))
-        except Exception as error:
+        except BaseException as error:
+            # Whatever ends the reading ends the wait for it too (the cancel waiter's own stop
+            # included: ``next`` then sees the cancel first).
             self.queue.put_nowait((None, error))
+            if not isinstance(error, Exception):
+                raise
         else:
             self.queue.put_nowait((_STOP, None))
 
@@ -106,6 +110,9 @@ class _Until:
         event, error = await self.queue.get()
         if self.cancelled.is_set():
             return _STOP
+        if isinstance(error, asyncio.CancelledError):
+            # Not the user's cancel: something stopped the turn under it; the reply fails.
+            raise RuntimeError("the turn's events stopped before their end") from error
         if error is not None:
             raise error
         return event
@@ -227,6 +234,7 @@ async def stream_reply(
             elif isinstance(event, Usage):
                 usage = event
     except ProviderError as error:
+        await until.aclose()
         await flush(force=True, persist=False)
         await db(
             services.reply_fail,
@@ -253,6 +261,7 @@ async def stream_reply(
         return "failed"
     except Exception:
         logger.exception("reply %s failed", reply_id)
+        await until.aclose()  # no more provider or tool work for a reply that failed
         await db(
             services.reply_fail,
             reply_id=reply_id,

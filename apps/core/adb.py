@@ -153,12 +153,28 @@ async def fetch(
         return await _run(conn, schema, query, params)
 
 
-async def run(func: Callable[[AsyncConnection[Any]], Awaitable[T]], schema: str | None = None) -> T:
+async def run(
+    func: Callable[[AsyncConnection[Any]], Awaitable[T]],
+    schema: str | None = None,
+    *,
+    retry: bool = False,
+) -> T:
     """``func(connection)`` with a connection of this loop's, for work that keeps state on the
     connection (a temporary table); ``func`` runs its statements itself. In ``schema``; without
     one, in whichever schema the connection was last used for (for statements that read no
-    tenant's tables: switching costs a statement, twice). Not tried again on a dropped
-    connection: ``func`` may have done part of its work."""
+    tenant's tables: switching costs a statement, twice). ``retry``: ``func`` may run again on a
+    new connection when the kept one turns out to have been dropped by the server (only for a
+    ``func`` that can start over: it may have done part of its work)."""
+    kept = False
+    try:
+        async with _connection() as (conn, kept):
+            if schema is not None:
+                await _use_schema(conn, schema)
+            return await func(conn)
+    except psycopg.OperationalError:
+        if not (kept and retry):
+            raise
+        logger.info("a kept database connection was dropped; reconnecting")
     async with _connection() as (conn, _kept):
         if schema is not None:
             await _use_schema(conn, schema)

@@ -278,11 +278,13 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {_PASSAGES} (
     key text NOT NULL, i integer NOT NULL, v tsvector NOT NULL, PRIMARY KEY (key, i)
 )
 """
+# Rows already there under the key are the same passages (the key is their content's hash):
+# a load interrupted after it committed, loaded again, changes nothing.
 _LOAD_SQL = f"""
-WITH gone AS (DELETE FROM {_PASSAGES} WHERE key = %(key)s)
 INSERT INTO {_PASSAGES} (key, i, v)
-SELECT %(key)s, t.i, setweight(to_tsvector('english', t.title), 'A') || to_tsvector('english', t.body)
-FROM unnest(%(titles)s::text[], %(bodies)s::text[]) WITH ORDINALITY AS t(title, body, i)
+SELECT %s, t.i, setweight(to_tsvector('english', t.title), 'A') || to_tsvector('english', t.body)
+FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t(title, body, i)
+ON CONFLICT (key, i) DO NOTHING
 """  # noqa: S608 - a fixed table name, values as parameters
 _RANK_SQL = f"""
 WITH passage AS (
@@ -402,10 +404,10 @@ def _ranker(
             kept = conn._knowledge_keys = set()
         if key not in kept:
             if len(kept) >= _PASSAGES_KEPT:
+                kept.clear()  # first: a set is never thought kept once its rows may be gone
                 await conn.execute(f"TRUNCATE {_PASSAGES}")
-                kept.clear()
             titles, bodies = [title for title, _ in passages], [text for _, text in passages]
-            await conn.execute(_LOAD_SQL, {"key": key, "titles": titles, "bodies": bodies})
+            await conn.execute(_LOAD_SQL, [key, titles, bodies])
             kept.add(key)
         cursor = await conn.execute(_RANK_SQL, [key, words, limit])
         return list(await cursor.fetchall())
@@ -418,8 +420,9 @@ async def knowledge_search(
 ) -> list[Passage]:
     """The passages of ``documents`` that best match ``query``, best first.
 
-    Ranked by PostgreSQL full-text search in one query over the passages passed as arrays, so no
-    table (and no tenant schema) is involved. Any of the question's meaningful words may match:
+    Ranked by PostgreSQL full-text search over the passages' vectors, which the connection keeps
+    in a temporary table of its own (loaded with the first question on a set of passages; no
+    tenant's table or schema is involved). Any of the question's meaningful words may match:
     a natural-language question rarely has all its words in one passage, which is what
     websearch_to_tsquery (AND) would require. Each word's ts_rank is weighted by its inverse
     document frequency over the passages (as in BM25), so "connect" outweighs a word found in
@@ -431,7 +434,7 @@ async def knowledge_search(
         return []
     # From the event loop, on one of its connections: the search reads no tenant's table, so it
     # needs neither the caller's connection, its transaction nor any schema.
-    rows = await adb.run(_ranker(passages, " ".join(words), limit))
+    rows = await adb.run(_ranker(passages, " ".join(words), limit), retry=True)
     return [
         Passage(title=passages[i - 1][0], text=passages[i - 1][1], score=float(rank))
         for i, rank in rows

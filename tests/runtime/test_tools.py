@@ -301,6 +301,41 @@ async def test_knowledge_search_reads_an_edited_document_as_edited():
     assert third == []
 
 
+@pytest.mark.usefixtures("committed")
+async def test_knowledge_search_survives_a_connection_the_server_dropped():
+    documents = _knowledge("it-helpdesk")
+    first = await knowledge_search("printer offline", documents)
+
+    async def backend_pid(conn):
+        return conn.info.backend_pid
+
+    pid = await adb.run(backend_pid)
+
+    def terminate():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])
+
+    await sync_to_async(terminate)()
+
+    assert await knowledge_search("printer offline", documents) == first
+    await adb.close()
+
+
+@pytest.mark.usefixtures("committed")
+async def test_knowledge_search_loads_passages_again_without_harm():
+    # A load that committed but was interrupted before the connection noted it: loaded again.
+    documents = _knowledge("it-helpdesk")
+    first = await knowledge_search("printer offline", documents)
+
+    async def forget(conn):
+        conn._knowledge_keys.clear()
+
+    await adb.run(forget)
+
+    assert await knowledge_search("printer offline", documents) == first
+    await adb.close()
+
+
 # HTTP GET
 
 
