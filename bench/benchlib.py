@@ -211,6 +211,19 @@ def server_process(
             log_path.unlink(missing_ok=True)
 
 
+@contextmanager
+def product_server(health_path: str = "/healthz") -> Iterator[str]:
+    """Start the product (``manage.py serve --no-worker``) with this process's environment;
+    yield its base URL once ``health_path`` answers."""
+    with server_process(
+        [sys.executable, "manage.py", "serve", "--no-worker"],
+        os.environ.copy(),
+        health_path=health_path,
+        log_prefix="agentfactory-bench-serve-",
+    ) as server:
+        yield server.base_url
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGINT first: uvicorn re-raises the signal it caught once shut down, and only SIGINT (as
     KeyboardInterrupt) lets the process run its exit hooks, which release the embedded server."""

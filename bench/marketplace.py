@@ -55,7 +55,14 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from benchlib import BenchDatabase, Summary, finish, prepare_database, server_process, setup_django
+from benchlib import (
+    BenchDatabase,
+    Summary,
+    finish,
+    prepare_database,
+    product_server,
+    setup_django,
+)
 from benchlib import ms as _ms
 
 BENCH_DATABASE = "agentfactory_bench_marketplace"
@@ -739,18 +746,6 @@ def query_mix(big_publisher: str, small_publisher: str) -> list[MixQuery]:
 # HTTP (a real server process, as bench/tenants.py)
 
 
-@contextmanager
-def running_server() -> Iterator[str]:
-    """Start `manage.py serve` with this process's environment; yield its base URL."""
-    with server_process(
-        [sys.executable, "manage.py", "serve", "--no-worker"],
-        os.environ.copy(),
-        health_path=HEALTH_PATH,
-        log_prefix="agentfactory-bench-serve-",
-    ) as server:
-        yield server.base_url
-
-
 @dataclass
 class Answer:
     count: int
@@ -1413,7 +1408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{args.requests} warm requests...",
             flush=True,
         )
-        with running_server() as base_url:
+        with product_server(HEALTH_PATH) as base_url:
             http = run_http(base_url, tenant, mix, args.requests, args.cold_rounds, args.seed)
         print("in process: timing and explaining the statements of catalog_search...", flush=True)
         inproc = run_in_process(tenant, mix)

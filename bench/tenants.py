@@ -30,7 +30,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import httpx
-from benchlib import BenchDatabase, Summary, finish, prepare_database, server_process, setup_django
+from benchlib import (
+    BenchDatabase,
+    Summary,
+    finish,
+    prepare_database,
+    product_server,
+    setup_django,
+)
 from benchlib import ms as _ms
 
 BENCH_DATABASE = "agentfactory_bench"
@@ -196,18 +203,6 @@ def run_provisioning(levels: list[int], samples: int) -> ProvisionResult:
 
 # --------------------------------------------------------------------------------------------
 # HTTP
-
-
-@contextmanager
-def running_server() -> Iterator[str]:
-    """Start `manage.py serve` with this process's environment; yield its base URL."""
-    with server_process(
-        [sys.executable, "manage.py", "serve", "--no-worker"],
-        os.environ.copy(),
-        health_path=PLAIN_PATH,
-        log_prefix="agentfactory-bench-serve-",
-    ) as server:
-        yield server.base_url
 
 
 def run_http(base_url: str, tenant_host: str, expected_slug: str, requests: int) -> HttpResult:
@@ -464,7 +459,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         setup_django()
         provision = run_provisioning(args.levels, args.samples)
         print(f"HTTP: starting the server, {args.requests} requests per endpoint...", flush=True)
-        with running_server() as base_url:
+        with product_server(PLAIN_PATH) as base_url:
             http = run_http(base_url, f"{_slug(1)}.localhost", _slug(1), args.requests)
         passed = report(provision, http, _machine_facts(database), args.samples)
     finally:

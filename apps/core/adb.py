@@ -123,10 +123,9 @@ async def _use_schema(conn: AsyncConnection[Any], schema: str) -> None:
         conn._schema = schema  # type: ignore[attr-defined]
 
 
-async def _run(
-    conn: AsyncConnection[Any], schema: str, query: str, params: Sequence[Any] | dict[str, Any]
+async def _rows(
+    conn: AsyncConnection[Any], query: str, params: Sequence[Any] | dict[str, Any]
 ) -> list[tuple[Any, ...]]:
-    await _use_schema(conn, schema)
     cursor = await conn.execute(query, params)
     # The result's status, not ``description``: that builds an object per column.
     result = cursor.pgresult
@@ -138,19 +137,10 @@ async def _run(
 async def fetch(
     schema: str, query: str, params: Sequence[Any] | dict[str, Any] = ()
 ) -> list[tuple[Any, ...]]:
-    """Run one statement in ``schema`` and return its rows (none for a statement without)."""
-    kept = False
-    try:
-        async with _connection() as (conn, kept):
-            return await _run(conn, schema, query, params)
-    except psycopg.OperationalError:
-        if not kept:
-            raise
-        # The server dropped the kept connection (restart, idle timeout): the statement did not
-        # run. Once more, on a new connection.
-        logger.info("a kept database connection was dropped; reconnecting")
-    async with _connection() as (conn, _kept):
-        return await _run(conn, schema, query, params)
+    """Run one statement in ``schema`` and return its rows (none for a statement without). A kept
+    connection the server dropped (restart, idle timeout) fails it before it runs: it is tried
+    once more, on a new connection."""
+    return await run(lambda conn: _rows(conn, query, params), schema, retry=True)
 
 
 async def run(
@@ -165,20 +155,22 @@ async def run(
     tenant's tables: switching costs a statement, twice). ``retry``: ``func`` may run again on a
     new connection when the kept one turns out to have been dropped by the server (only for a
     ``func`` that can start over: it may have done part of its work)."""
+
+    async def attempt(conn: AsyncConnection[Any]) -> T:
+        if schema is not None:
+            await _use_schema(conn, schema)
+        return await func(conn)
+
     kept = False
     try:
         async with _connection() as (conn, kept):
-            if schema is not None:
-                await _use_schema(conn, schema)
-            return await func(conn)
+            return await attempt(conn)
     except psycopg.OperationalError:
         if not (kept and retry):
             raise
         logger.info("a kept database connection was dropped; reconnecting")
     async with _connection() as (conn, _kept):
-        if schema is not None:
-            await _use_schema(conn, schema)
-        return await func(conn)
+        return await attempt(conn)
 
 
 async def close() -> None:
