@@ -73,8 +73,11 @@ def _params() -> dict[str, Any]:
     params = dict(connections["default"].get_connection_params())
     params.pop("cursor_factory", None)  # Django's is a sync cursor
     params["autocommit"] = True
-    # Statements repeat with every message: prepared on the server after a few runs.
-    params["prepare_threshold"] = 5
+    # Statements repeat with every message: prepared on the server at their first run, and
+    # planned once (a generic plan) instead of at every run.
+    params["prepare_threshold"] = 0
+    options = params.get("options") or ""
+    params["options"] = f"{options} -c plan_cache_mode=force_generic_plan".strip()
     return params
 
 
