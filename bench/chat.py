@@ -26,6 +26,10 @@ What it does:
    limit raised (and the per-user limit only if one user must send more than it allows), warms
    it up, measures the platform's frame sizes, and starts ``bench/echo_asgi.py`` the same way
    with those sizes;
+   and, with ``REDIS_URL`` (unless ``--no-stored-echo``), the *stored echo*: the same echo
+   plus the least the chat's rules ask of any design (a Redis count and a committed insert
+   before the ``ack``, a committed update before ``done``; ``ECHO_STORE`` in the echo), which
+   shows what those round trips alone cost on the machine;
 3. sends ``--baseline`` messages in a row on one connection to each server (``x1`` rows:
    latencies without load); then, for each server (echo first): opens ``--connections``
    websockets in batches of ``--batch`` (each batch waits for its ``hello``), then every
@@ -783,6 +787,17 @@ def pg_params() -> dict[str, Any]:
     return {key: value for key, value in params.items() if value is not None}
 
 
+def stored_echo_table() -> str:
+    """Create the stored echo's table in the bench database; its connection string."""
+    params = pg_params()
+    with psycopg.connect(**params, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS bench_echo_message "
+            "(id bigserial PRIMARY KEY, content text NOT NULL, reply text NOT NULL)"
+        )
+    return psycopg.conninfo.make_conninfo(**params)
+
+
 def _pg_stats(params: dict[str, Any]) -> tuple[float, int, int] | None:
     """The bench database's active time (ms), sessions and commits so far."""
     try:
@@ -931,9 +946,12 @@ def measure(
     plan: LoadPlan,
     tenant: BenchTenant | None,
     profile: Path | None = None,
+    database: bool = False,
 ) -> Phase:
-    """One load on one server; ``tenant`` for the platform (database statistics and counts)."""
-    probe = _Probe(server, pg_params() if tenant is not None else None, profile)
+    """One load on one server; ``tenant`` for the platform (database statistics and counts),
+    ``database`` for another server that uses the bench database (its statistics)."""
+    uses_database = tenant is not None or database
+    probe = _Probe(server, pg_params() if uses_database else None, profile)
     try:
         load = run_load(target, plan, probe)
     finally:
@@ -1116,10 +1134,12 @@ def report(
     )
     print()
     rows = []
-    for name in ("echo x1", "platform x1"):
+    for name in ("echo x1", "stored echo x1", "platform x1"):
         if name in phases:
             rows += [row for row in _latency_rows(name, phases[name]) if "connect" not in row[1]]
-    rows += _latency_rows("echo", echo_phase) + _latency_rows("platform", platform_phase)
+    for name in ("echo", "stored echo", "platform"):
+        if name in phases:
+            rows += _latency_rows(name, phases[name])
     print(_table(["server", "ms", "n", "p50", "p95", "p99", "max", "mean"], rows))
     if "platform x1" in phases and "echo x1" in phases:
         alone, echo_alone = phases["platform x1"], phases["echo x1"]
@@ -1186,6 +1206,8 @@ def report(
             print(f"  unexpected frames: {dict(unexpected)}")
 
     phase_lines("echo", echo_phase)
+    if "stored echo" in phases:
+        phase_lines("stored echo", phases["stored echo"])
     phase_lines("platform", platform_phase)
     print(
         f"  frames per message {sizes.frames_per_message:.1f} ({sizes.tools_per_message:.1f} "
@@ -1267,6 +1289,14 @@ def report(
             f"{summary.p50:.1f} ms, p95 {summary.p95:.1f} ms; send → done p50 "
             f"{done50 or 0:.1f} ms (echo {echo_done50 or 0:.1f} ms)"
         )
+    if "stored echo" in phases:
+        stored50 = _p(_latencies(phases["stored echo"].load.samples, "done"), 50)
+        if stored50 is not None and echo_done50:
+            print(
+                "the least that committing the message before the ack and the reply before done "
+                f"adds to the echo (the stored echo): send → done p50 {stored50:.1f} ms = "
+                f"{stored50 / echo_done50:.1f}x the echo's"
+            )
     print()
     print("Targets")
     width = max(len(label) for label, _ok, _detail in verdicts)
@@ -1447,6 +1477,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "with delta and done through group_send, as the platform's replies",
     )
     parser.add_argument(
+        "--no-stored-echo",
+        dest="stored_echo",
+        action="store_false",
+        help="skip the stored echo (the echo plus the least the chat's rules ask of any design: "
+        "a Redis count and a committed insert before the ack, a committed update before done; "
+        "needs REDIS_URL)",
+    )
+    parser.add_argument(
         "--settings",
         default="config.settings.local",
         help="settings module of this process and the platform server (default "
@@ -1541,25 +1579,37 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "ECHO_DELTA_BYTES": str(sizes.first_delta),
                 "ECHO_DONE_BYTES": str(sizes.done),
             }
-            with running_server("echo", echo_command(args.processes), echo_env) as echo:
-                echo_target = Target("echo", echo.port, tenant.host, path)
-                warm_up(echo_target, echo, keys)
-                if args.baseline:
-                    print(f"echo: one connection, {args.baseline} messages...", flush=True)
-                    phases["echo x1"] = measure(echo, echo_target, baseline_plan, None)
-                load_plan = LoadPlan(
-                    connections=args.connections,
-                    messages=args.messages,
-                    spread=args.spread,
-                    prefix="load",
-                    keys=keys,
-                    **base,
+            load_plan = LoadPlan(
+                connections=args.connections,
+                messages=args.messages,
+                spread=args.spread,
+                prefix="load",
+                keys=keys,
+                **base,
+            )
+
+            def run_echo(name: str, env: dict[str, str], database: bool = False) -> None:
+                with running_server(name, echo_command(args.processes), env) as echo:
+                    echo_target = Target(name, echo.port, tenant.host, path)
+                    warm_up(echo_target, echo, keys)
+                    if args.baseline:
+                        print(f"{name}: one connection, {args.baseline} messages...", flush=True)
+                        phases[f"{name} x1"] = measure(
+                            echo, echo_target, baseline_plan, None, database=database
+                        )
+                    print(
+                        f"{name}: {args.connections} connections x {args.messages} messages...",
+                        flush=True,
+                    )
+                    phases[name] = measure(echo, echo_target, load_plan, None, database=database)
+
+            run_echo("echo", echo_env)
+            if args.stored_echo and os.environ.get("REDIS_URL"):
+                run_echo(
+                    "stored echo",
+                    echo_env | {"ECHO_STORE": "postgres", "ECHO_DATABASE_URL": stored_echo_table()},
+                    database=True,
                 )
-                print(
-                    f"echo: {args.connections} connections x {args.messages} messages...",
-                    flush=True,
-                )
-                phases["echo"] = measure(echo, echo_target, load_plan, None)
             print(
                 f"platform: {args.connections} connections x {args.messages} messages...",
                 flush=True,

@@ -12,6 +12,14 @@ frames itself), or ``redis`` / ``memory``: each socket joins a group of its own 
 (channels-redis with the product's settings: ``REDIS_URL``, ``CHANNEL_LAYER_KIND``,
 ``CHANNEL_LAYER_CAPACITY``).
 
+``ECHO_STORE``: ``none`` (default), or ``postgres``: the least that the chat issue's rules ask
+of any design, and nothing more. Before the ``ack``, one Redis round trip that counts the message
+(``INCR`` and ``EXPIRE`` in one pipeline, as a rate limit does) and one committed ``INSERT`` of
+the message (its id is the ``ack``'s); before ``done``, one committed ``UPDATE`` that stores the
+reply. PostgreSQL is ``ECHO_DATABASE_URL`` (a table ``bench_echo_message (id bigserial primary
+key, content text, reply text)`` that the bench creates), Redis is ``REDIS_URL``; statements are
+prepared, connections kept (four per process), as the product's own are.
+
 Run (the bench does)::
 
     .venv/bin/python bench/echo_asgi.py --host 127.0.0.1 --port 8001
@@ -22,6 +30,7 @@ Plain HTTP answers ``GET /healthz`` with 200 and anything else with 404.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import itertools
 import json
 import os
@@ -87,6 +96,73 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 
+class _Store:
+    """What ``ECHO_STORE=postgres`` does for each message: one process's connections."""
+
+    SIZE = 4
+
+    def __init__(self) -> None:
+        self.database_url = os.environ.get("ECHO_DATABASE_URL", "")
+        self.redis_url = os.environ.get("REDIS_URL", "")
+        if not self.database_url or not self.redis_url:
+            raise SystemExit("ECHO_STORE=postgres needs ECHO_DATABASE_URL and REDIS_URL")
+        self.idle: list[Any] = []
+        self.slots: asyncio.Semaphore | None = None
+        self.redis: Any = None
+
+    async def _run(self, query: str, params: list[Any]) -> Any:
+        import psycopg
+
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(self.SIZE)
+        async with self.slots:
+            conn = self.idle.pop() if self.idle else None
+            if conn is None:
+                conn = await psycopg.AsyncConnection.connect(
+                    self.database_url, autocommit=True, prepare_threshold=0
+                )
+            try:
+                cursor = await conn.execute(query, params)
+                return await cursor.fetchone()
+            finally:
+                self.idle.append(conn)
+
+    async def count(self, key: str) -> None:
+        if self.redis is None:
+            import redis.asyncio
+
+            self.redis = redis.asyncio.Redis.from_url(self.redis_url)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 60)
+            await pipe.execute()
+
+    async def insert(self, content: str) -> int:
+        row = await self._run(
+            "INSERT INTO bench_echo_message (content, reply) VALUES (%s, '') RETURNING id",
+            [content],
+        )
+        return int(row[0])
+
+    async def finish(self, message_id: int, reply: str) -> None:
+        await self._run(
+            "UPDATE bench_echo_message SET reply = %s WHERE id = %s RETURNING id",
+            [reply, message_id],
+        )
+
+
+def _store() -> _Store | None:
+    mode = os.environ.get("ECHO_STORE", "none").strip().lower()
+    if mode == "none":
+        return None
+    if mode == "postgres":
+        return _Store()
+    raise SystemExit(f"ECHO_STORE must be none or postgres, not {mode!r}")
+
+
+STORE = _store()
+
+
 def _size(name: str, default: int) -> int:
     return max(0, int(os.environ.get(name, str(default))))
 
@@ -123,6 +199,7 @@ class EchoConsumer(AsyncJsonWebsocketConsumer):
     group = ""
 
     async def connect(self) -> None:
+        self.key = uuid.uuid4().hex  # the socket's own counter (ECHO_STORE)
         if self.channel_layer is not None:
             self.group = f"echo.{uuid.uuid4().hex}"
             await self.channel_layer.group_add(self.group, self.channel_name)
@@ -150,6 +227,9 @@ class EchoConsumer(AsyncJsonWebsocketConsumer):
             )
             return
         message_id, reply_id = next(_ids), next(_ids)
+        if STORE is not None:
+            await STORE.count(f"{os.environ.get('CACHE_KEY_PREFIX', '')}echo:{self.key}")
+            message_id = await STORE.insert(str(content.get("content", "")))
         conversation_id = content.get("conversation_id") or next(_ids)
         ack = {
             "type": "ack",
@@ -178,6 +258,8 @@ class EchoConsumer(AsyncJsonWebsocketConsumer):
             DONE_BYTES,
         )
         for event in (delta, done):
+            if STORE is not None and event is done:
+                await STORE.finish(message_id, done["content"])
             if self.group:
                 await self.channel_layer.group_send(
                     self.group, {"type": "chat.event", "event": event}
