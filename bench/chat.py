@@ -1296,6 +1296,7 @@ def report(
                 "the least that committing the message before the ack and the reply before done "
                 f"adds to the echo (the stored echo): send → done p50 {stored50:.1f} ms = "
                 f"{stored50 / echo_done50:.1f}x the echo's"
+                + (f"; the platform's own time is {own50 / stored50:.1f}x it" if own50 else "")
             )
     print()
     print("Targets")

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import psycopg
 from django.conf import settings
 from django.db import connections
-from psycopg import AsyncConnection, sql
+from psycopg import AsyncConnection
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -118,11 +118,8 @@ async def _discard(conn: AsyncConnection[Any]) -> None:
 
 async def _use_schema(conn: AsyncConnection[Any], schema: str) -> None:
     if getattr(conn, "_schema", None) != schema:
-        await conn.execute(
-            sql.SQL("SELECT set_config('search_path', {}, false)").format(
-                sql.Literal(_search_path(schema))
-            )
-        )
+        # The path as a parameter: one prepared statement for every schema, not one each.
+        await conn.execute("SELECT set_config('search_path', %s, false)", [_search_path(schema)])
         conn._schema = schema  # type: ignore[attr-defined]
 
 

@@ -89,6 +89,26 @@ async def test_a_statement_is_prepared_at_its_first_run_and_runs_on_one_generic_
     assert plans == (3, 0)  # three runs on the generic plan, none planned for its values
 
 
+async def test_switching_schemas_prepares_one_statement_whatever_the_number_of_tenants(
+    settings, acme, globex
+):
+    """A connection serves every tenant of its process: the schema is a parameter, so the
+    statements it keeps prepared do not grow with the tenants it has served."""
+    settings.ASYNC_DATABASE_CONNECTIONS = 1
+    await adb.close()
+    try:
+        for schema in (acme.schema, globex.schema, acme.schema, globex.schema):
+            await _pid_and_schema(schema)
+        (switches,) = await adb.fetch(
+            acme.schema,
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%set_config('search_path'%"],
+        )
+    finally:
+        await adb.close()
+    assert switches == (1,)
+
+
 async def test_a_dropped_connection_is_replaced_and_the_statement_still_runs(settings, acme):
     settings.ASYNC_DATABASE_CONNECTIONS = 1
     await adb.close()
