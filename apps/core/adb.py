@@ -9,11 +9,14 @@ loop itself.
 Each event loop has a few connections of its own (``ASYNC_DATABASE_CONNECTIONS``, default 4),
 opened on first use with Django's connection parameters (the same database, user, options and
 type adapters), in autocommit: each statement is its own transaction, so a write that must be
-atomic is one statement (data-modifying CTEs). A connection keeps the schema it was last used for
-and sets the search path (the tenant's schema, then ``public``, as django-tenants does) only when
-the schema changes. A kept connection the server dropped fails its statement before running it:
-the statement is tried once more on a new connection. When the loop closes, its connections
-close.
+atomic is one statement (data-modifying CTEs). Statements are prepared on the server at their
+first run and run on their generic plan: the hot path's are lookups by key, and planning them
+cost more than running them (prepared statements need PgBouncer, where there is one, in session
+mode). A connection keeps the schema it was last used for and sets the search path (the
+tenant's schema, then ``public``, as django-tenants does) only when the schema changes; the
+server plans a prepared statement again when the search path changed. A kept connection the
+server dropped fails its statement before running it: the statement is tried once more on a new
+connection. When the loop closes, its connections close.
 """
 
 from __future__ import annotations
